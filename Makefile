@@ -1,0 +1,37 @@
+# Every target sets itself up from a fresh clone: virtualenv, install, database.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: test lint demo bench db clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+db: $(STAMP)
+	$(PY) -m demo_project.devdb
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# The whole suite under psycopg 3, then everything that touches a driver again under psycopg2.
+test: lint db
+	$(PY) -m pytest
+	$(PY) -m pytest -p tests.psycopg2_only --ignore=tests/test_pool.py
+
+demo: db
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py ensure_demo_user
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+bench: db
+	$(PY) -m demo_project.bench
+
+clean:
+	rm -rf $(VENV) .local
