@@ -1,0 +1,41 @@
+"""Exceptions raised by the pool.
+
+They subclass the driver's ``OperationalError`` when a driver is importable, so
+Django's error wrapper turns them into ``django.db.OperationalError`` like any
+other connection failure.
+"""
+
+from __future__ import annotations
+
+
+def _driver_operational_error() -> type[Exception]:
+    # Django picks psycopg 3 when it is importable and psycopg2 otherwise; our
+    # errors must be the OperationalError of the driver Django wraps.
+    try:
+        import psycopg
+
+        return psycopg.OperationalError
+    except ImportError:
+        pass
+    try:
+        import psycopg2
+
+        return psycopg2.OperationalError
+    except ImportError:
+        return Exception
+
+
+class PoolError(_driver_operational_error()):
+    """Base class of every error raised by the pool."""
+
+
+class PoolTimeout(PoolError):
+    """No connection became available within the pool's timeout."""
+
+
+class TooManyRequests(PoolError):
+    """The queue of waiting borrowers is full (``max_waiting``)."""
+
+
+class PoolClosed(PoolError):
+    """The pool was closed; it hands out no more connections."""
