@@ -1,0 +1,739 @@
+"""The pool core against a fake driver: no Django, no server."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+
+import pytest
+
+from django_pool import pool as pool_module
+from django_pool.config import PoolConfig
+from django_pool.drivers import TxStatus
+from django_pool.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
+from django_pool.pool import ConnectionPool
+
+from .fakes import FakeConnect, FakeConnection, FakeDriver, FakeError
+
+
+@pytest.fixture
+def connect():
+    return FakeConnect()
+
+
+@pytest.fixture
+def make_pool(connect):
+    """Make pools on the ``connect`` fixture (min_size=0 unless given); close them all after."""
+    pools = []
+
+    def make(**options):
+        options.setdefault("name", "test")
+        options.setdefault("min_size", 0)
+        pool = ConnectionPool(connect, PoolConfig(**options), FakeDriver())
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.close()
+
+
+def wait_until(predicate, timeout=5.0):
+    """Poll ``predicate`` until it is true; return whether it became true in time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def start(target, *args):
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def borrow_in_thread(pool, results, **kwargs):
+    """Start a thread that borrows and stores the connection (or the error) in ``results``."""
+
+    def borrow():
+        try:
+            results.append(pool.getconn(**kwargs))
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            results.append(error)
+
+    return start(borrow)
+
+
+def hold_all(pool, count):
+    return [pool.getconn() for _ in range(count)]
+
+
+# Borrowing and returning
+
+
+def test_returned_connection_is_reused(make_pool, connect):
+    pool = make_pool()
+    conn = pool.getconn()
+    pool.putconn(conn)
+    assert pool.getconn() is conn
+    assert connect.opened == 1
+    stats = pool.stats()
+    assert (stats["pool_size"], stats["pool_in_use"], stats["pool_available"]) == (1, 1, 0)
+
+
+def test_connection_context_manager_gives_back(make_pool):
+    pool = make_pool()
+    with pool.connection() as conn:
+        assert pool.in_use() == 1
+    assert pool.in_use() == 0
+    assert pool.available() == 1
+    assert pool.getconn() is conn
+
+
+def test_idle_connections_are_lent_last_in_first_out(make_pool):
+    pool = make_pool()
+    first, second = hold_all(pool, 2)
+    pool.putconn(first)
+    pool.putconn(second)
+    assert pool.getconn() is second
+    assert pool.getconn() is first
+
+
+def test_stats_are_fresh_json_ready_dicts(make_pool):
+    pool = make_pool(name="default", min_size=1, max_size=3)
+    with pool.connection():
+        pass
+    stats = pool.stats()
+    assert json.loads(json.dumps(stats)) == stats
+    assert stats["name"] == "default"
+    assert (stats["pool_min"], stats["pool_max"], stats["requests_num"]) == (1, 3, 1)
+    assert set(stats) >= {
+        "pool_size",
+        "pool_available",
+        "pool_in_use",
+        "requests_waiting",
+        "requests_queued",
+        "requests_wait_ms",
+        "requests_errors",
+        "requests_timeouts",
+        "requests_too_many",
+        "connections_num",
+        "connections_ms",
+        "connections_errors",
+        "connections_lost",
+        "connections_closed",
+        "returns_bad",
+        "usage_ms",
+    }
+    assert all(isinstance(value, int) for key, value in stats.items() if key != "name")
+    stats["requests_num"] = 99
+    assert pool.stats()["requests_num"] == 1
+
+
+def test_many_threads_keep_every_invariant(make_pool, connect):
+    pool = make_pool(max_size=4, min_size=2)
+    threads, borrows = 32, 1000
+    problems = []
+    barrier = threading.Barrier(threads)
+
+    def borrow_many():
+        me = threading.get_ident()
+        barrier.wait()
+        for _ in range(borrows):
+            conn = pool.getconn()
+            if conn.owner is not None or conn.closed:
+                problems.append((conn, conn.owner))
+            conn.owner = me
+            time.sleep(0)  # let another thread run while we hold it
+            conn.owner = None
+            pool.putconn(conn)
+
+    workers = [start(borrow_many) for _ in range(threads)]
+    for worker in workers:
+        worker.join(30)
+    assert not any(worker.is_alive() for worker in workers)
+    assert problems == []
+    assert connect.max_open <= 4
+    stats = pool.stats()
+    assert stats["requests_num"] == threads * borrows
+    assert stats["requests_errors"] == 0
+    assert stats["pool_in_use"] == 0
+    assert stats["requests_waiting"] == 0
+    assert stats["pool_available"] == stats["pool_size"] == connect.opened
+    assert 2 <= stats["connections_num"] == connect.opened <= 4
+    assert stats["connections_closed"] == 0
+    assert stats["requests_queued"] <= stats["requests_num"]
+
+
+# Refusals
+
+
+def test_timeout_raises_pool_timeout_with_the_numbers(make_pool):
+    pool = make_pool(name="default", max_size=1)
+    held = pool.getconn()
+    started = time.monotonic()
+    with pytest.raises(PoolTimeout) as info:
+        pool.getconn(timeout=0.05)
+    assert 0.05 <= time.monotonic() - started < 2
+    expected = "pool 'default': couldn't get a connection after 0.05 s "
+    assert str(info.value) == expected + "(1/1 in use, 0 waiting, max_size=1)"
+    stats = pool.stats()
+    assert (stats["requests_timeouts"], stats["requests_errors"]) == (1, 1)
+    assert stats["requests_waiting"] == 0
+    assert stats["requests_wait_ms"] >= 50
+    pool.putconn(held)
+    assert pool.getconn(timeout=0) is held
+
+
+def test_timeout_defaults_to_the_configured_one(make_pool):
+    pool = make_pool(max_size=1, timeout=0.05)
+    pool.getconn()
+    with pytest.raises(PoolTimeout, match=r"after 0\.05 s"):
+        pool.getconn()
+
+
+def test_max_waiting_refuses_at_once(make_pool):
+    pool = make_pool(name="default", max_size=1, max_waiting=1)
+    held = pool.getconn()
+    results = []
+    waiter = borrow_in_thread(pool, results, timeout=5)
+    assert wait_until(lambda: pool.waiting() == 1)
+    started = time.monotonic()
+    with pytest.raises(TooManyRequests) as info:
+        pool.getconn(timeout=5)
+    assert time.monotonic() - started < 1
+    assert "pool 'default'" in str(info.value)
+    assert "1 waiting, max_waiting=1, 1/1 in use" in str(info.value)
+    pool.putconn(held)
+    waiter.join(5)
+    assert results == [held]
+    stats = pool.stats()
+    assert (stats["requests_too_many"], stats["requests_errors"]) == (1, 1)
+
+
+def test_closed_pool_refuses_to_lend(make_pool):
+    pool = make_pool(name="default")
+    pool.close()
+    assert pool.closed
+    with pytest.raises(PoolClosed, match="pool 'default' is closed"):
+        pool.getconn()
+    assert pool.stats()["requests_errors"] == 1
+
+
+def test_close_fails_waiters_with_pool_closed(make_pool):
+    pool = make_pool(max_size=1)
+    held = pool.getconn()
+    results = []
+    waiters = [borrow_in_thread(pool, results, timeout=10) for _ in range(3)]
+    assert wait_until(lambda: pool.waiting() == 3)
+    started = time.monotonic()
+    pool.close()
+    for waiter in waiters:
+        waiter.join(5)
+    assert time.monotonic() - started < 2
+    assert len(results) == 3
+    assert all(isinstance(result, PoolClosed) for result in results)
+    assert pool.stats()["requests_errors"] == 3
+    assert not held.closed
+
+
+def test_close_closes_idle_now_and_borrowed_on_return(make_pool, connect):
+    pool = make_pool()
+    held, idle = hold_all(pool, 2)
+    pool.putconn(idle)
+    pool.close()
+    assert idle.closed and not held.closed
+    pool.putconn(held)
+    assert held.closed
+    pool.close()
+    assert pool.stats()["pool_size"] == 0
+    assert pool.stats()["connections_closed"] == 2
+    assert connect.open_now == 0
+
+
+def test_putconn_of_a_foreign_connection_raises(make_pool):
+    pool = make_pool()
+    with pytest.raises(PoolError, match="did not lend"):
+        pool.putconn(FakeConnection())
+
+
+def test_putconn_twice_raises(make_pool):
+    pool = make_pool()
+    conn = pool.getconn()
+    pool.putconn(conn)
+    with pytest.raises(PoolError, match="already returned"):
+        pool.putconn(conn)
+    assert pool.available() == 1
+
+
+def test_pool_refuses_to_lend_in_a_forked_child(make_pool):
+    pool = make_pool(name="default")
+    held = pool.getconn()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            report = {}
+            try:
+                pool.getconn(timeout=1)
+            except PoolError as error:
+                report["error"] = str(error)
+            pool.putconn(held)
+            pool.close()
+            report["held_closed"] = held.closed
+            os.write(write_end, json.dumps(report).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as reader:
+        report = json.loads(reader.read())
+    os.waitpid(child, 0)
+    assert "pool 'default' belongs to process" in report["error"]
+    assert "a forked child must create its own pool" in report["error"]
+    assert report["held_closed"] is False
+    pool.putconn(held)
+    assert pool.available() == 1
+
+
+# Hand-off and growth
+
+
+def test_returned_connection_goes_to_the_oldest_waiter(make_pool):
+    pool = make_pool(max_size=1)
+    held = pool.getconn()
+    queued = pool.stats()["requests_queued"]
+    order = []
+
+    def borrow(label):
+        conn = pool.getconn(timeout=5)
+        order.append(label)
+        time.sleep(0.01)
+        pool.putconn(conn)
+
+    threads = []
+    for count, label in enumerate("abc", start=1):
+        threads.append(start(borrow, label))
+        assert wait_until(lambda count=count: pool.waiting() == count)
+    pool.putconn(held)
+    for thread in threads:
+        thread.join(5)
+    assert order == ["a", "b", "c"]
+    assert pool.stats()["requests_queued"] == queued + 3
+
+
+def test_waiter_takes_a_returned_connection_before_a_slow_new_one(make_pool, connect):
+    pool = make_pool(max_size=2)
+    held = pool.getconn()
+    connect.delay = 0.5
+    results = []
+    waiter = borrow_in_thread(pool, results, timeout=5)
+    assert wait_until(lambda: pool.waiting() == 1 and connect.attempts == 2)
+    started = time.monotonic()
+    pool.putconn(held)
+    waiter.join(5)
+    assert results == [held]
+    assert time.monotonic() - started < 0.25
+    # The connect under way is not wasted: it lands on the idle stack.
+    assert wait_until(lambda: pool.available() == 1)
+    assert connect.opened == 2
+
+
+def test_waiter_takes_a_newly_created_connection(make_pool, connect):
+    pool = make_pool(max_size=2)
+    held = pool.getconn()
+    connect.delay = 0.05
+    conn = pool.getconn(timeout=5)
+    assert conn is not held
+    assert pool.stats()["connections_num"] == 2
+
+
+@pytest.mark.timing
+def test_a_burst_is_served_by_few_new_connections(make_pool, connect):
+    connect.delay = 0.05
+    pool = make_pool(max_size=50)
+    borrowers = 50
+    barrier = threading.Barrier(borrowers)
+    results = []
+
+    def borrow_once():
+        barrier.wait()
+        with pool.connection(timeout=10) as conn:
+            time.sleep(0.002)
+            results.append(conn)
+
+    threads = [start(borrow_once) for _ in range(borrowers)]
+    for thread in threads:
+        thread.join(20)
+    assert len(results) == borrowers
+    stats = pool.stats()
+    assert stats["requests_errors"] == 0
+    assert connect.opened <= 10
+    assert wait_until(lambda: pool.size() == connect.opened)
+
+
+def test_never_more_than_max_size_open_or_opening(make_pool, connect):
+    connect.delay = 0.01
+    pool = make_pool(max_size=3)
+    results = []
+    threads = [borrow_in_thread(pool, results, timeout=0.3) for _ in range(10)]
+    for thread in threads:
+        thread.join(5)
+    assert connect.max_open == 3
+    assert sum(isinstance(result, FakeConnection) for result in results) == 3
+    assert sum(isinstance(result, PoolTimeout) for result in results) == 7
+
+
+# Connect failures
+
+
+def test_connect_failure_reaches_the_first_waiter_at_once(make_pool, connect, caplog):
+    pool = make_pool()
+    error = FakeError('password authentication failed for user "shop"')
+    connect.fail(error)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="django_pool"), pytest.raises(FakeError) as info:
+        pool.getconn(timeout=5)
+    assert info.value is error
+    assert time.monotonic() - started < 1
+    assert "connection failed" in caplog.text
+    stats = pool.stats()
+    assert (stats["connections_errors"], stats["requests_errors"]) == (1, 1)
+    assert stats["requests_timeouts"] == 0
+    assert pool.getconn(timeout=5) is connect.connections[0]
+
+
+def test_connect_failure_fails_one_waiter_and_retries_for_the_others(make_pool, connect):
+    connect.delay = 0.05
+    error = FakeError("too many clients")
+    connect.fail(error)
+    pool = make_pool()
+    first, second = [], []
+    threads = [borrow_in_thread(pool, first, timeout=5)]
+    assert wait_until(lambda: pool.waiting() == 1)
+    threads.append(borrow_in_thread(pool, second, timeout=5))
+    for thread in threads:
+        thread.join(5)
+    assert first == [error]
+    assert second == [connect.connections[0]]
+    assert pool.stats()["connections_errors"] == 1
+
+
+def test_connect_failure_without_waiter_is_counted(make_pool, connect):
+    connect.delay = 0.02
+    connect.fail(FakeError("unreachable"), times=2)
+    pool = make_pool(min_size=2)
+    with pytest.raises(FakeError):
+        pool.getconn(timeout=5)
+    assert wait_until(lambda: connect.attempts == 2)
+    assert wait_until(lambda: pool.stats()["connections_errors"] == 2)
+    stats = pool.stats()
+    assert (stats["requests_errors"], stats["pool_size"]) == (1, 0)
+
+
+# The return path
+
+
+@pytest.mark.parametrize("status", [TxStatus.INTRANS, TxStatus.INERROR, TxStatus.ACTIVE])
+def test_open_transaction_is_rolled_back_on_return(make_pool, status):
+    pool = make_pool()
+    conn = pool.getconn()
+    conn.status = status
+    pool.putconn(conn)
+    assert conn.rollbacks == 1
+    assert pool.getconn() is conn
+    assert conn.status == TxStatus.IDLE
+
+
+def test_idle_connection_is_returned_without_any_call(make_pool):
+    pool = make_pool()
+    conn = pool.getconn()
+    pool.putconn(conn)
+    assert conn.calls == []
+
+
+def test_broken_connection_is_closed_and_counted(make_pool, caplog):
+    pool = make_pool()
+    conn = pool.getconn()
+    conn.status = TxStatus.UNKNOWN
+    with caplog.at_level(logging.WARNING, logger="django_pool"):
+        pool.putconn(conn)
+    assert conn.closed
+    assert "returned broken" in caplog.text
+    stats = pool.stats()
+    assert (stats["returns_bad"], stats["connections_closed"], stats["pool_size"]) == (1, 1, 0)
+    assert pool.getconn() is not conn
+
+
+def test_failed_rollback_closes_the_connection_as_bad(make_pool):
+    pool = make_pool()
+    conn = pool.getconn()
+    conn.status = TxStatus.INERROR
+    conn.fail_rollback = True
+    pool.putconn(conn)
+    assert conn.closed
+    assert pool.stats()["returns_bad"] == 1
+
+
+def test_broken_connection_is_replaced_for_a_waiter(make_pool):
+    pool = make_pool(max_size=1)
+    conn = pool.getconn()
+    results = []
+    waiter = borrow_in_thread(pool, results, timeout=5)
+    assert wait_until(lambda: pool.waiting() == 1)
+    conn.status = TxStatus.UNKNOWN
+    pool.putconn(conn)
+    waiter.join(5)
+    assert len(results) == 1
+    assert isinstance(results[0], FakeConnection)
+    assert results[0] is not conn
+
+
+def test_reset_discard_runs_discard_all_on_every_return(make_pool):
+    pool = make_pool(reset="discard")
+    conn = pool.getconn()
+    pool.putconn(conn)
+    assert conn.calls == ["discard_all"]
+    assert pool.getconn() is conn
+    conn.status = TxStatus.INTRANS
+    pool.putconn(conn)
+    assert conn.calls == ["discard_all", "rollback", "discard_all"]
+
+
+def test_failed_discard_closes_the_connection_as_bad(make_pool):
+    pool = make_pool(reset="discard")
+    conn = pool.getconn()
+    conn.fail_discard = True
+    pool.putconn(conn)
+    assert conn.closed
+    assert pool.stats()["returns_bad"] == 1
+
+
+# Lifetime
+
+
+@pytest.mark.timing
+def test_expired_connection_is_closed_on_return(make_pool):
+    pool = make_pool(max_lifetime=0.05)
+    conn = pool.getconn()
+    conn.status = TxStatus.INTRANS
+    time.sleep(0.06)
+    pool.putconn(conn)
+    assert conn.closed
+    assert conn.rollbacks == 0
+    stats = pool.stats()
+    assert (stats["connections_closed"], stats["returns_bad"]) == (1, 0)
+    assert pool.getconn() is not conn
+
+
+@pytest.mark.timing
+def test_expired_idle_connection_is_skipped_on_borrow(make_pool):
+    pool = make_pool(max_lifetime=0.1, check="never")
+    conn = pool.getconn()
+    pool.putconn(conn)
+    time.sleep(0.12)
+    other = pool.getconn()
+    assert other is not conn
+    assert conn.closed
+    assert pool.stats()["connections_lost"] == 0
+
+
+@pytest.mark.timing
+def test_expired_connection_is_replaced_for_a_waiter(make_pool):
+    pool = make_pool(max_size=1, max_lifetime=0.05)
+    conn = pool.getconn()
+    results = []
+    waiter = borrow_in_thread(pool, results, timeout=5)
+    assert wait_until(lambda: pool.waiting() == 1)
+    time.sleep(0.06)
+    pool.putconn(conn)
+    waiter.join(5)
+    assert conn.closed
+    assert isinstance(results[0], FakeConnection)
+    assert results[0] is not conn
+
+
+@pytest.mark.timing
+def test_lifetime_has_negative_jitter(make_pool, monkeypatch):
+    calls = []
+
+    def uniform(low, high):
+        calls.append((low, high))
+        return high
+
+    monkeypatch.setattr(pool_module.random, "uniform", uniform)
+    pool = make_pool(max_lifetime=0.4)
+    conn = pool.getconn()
+    time.sleep(0.38)  # past 0.4 * (1 - 0.1), before 0.4
+    pool.putconn(conn)
+    assert calls == [(0.0, 0.1)]
+    assert conn.closed
+
+
+# Health check on borrow
+
+
+@pytest.mark.timing
+def test_connection_idle_past_check_is_pinged(make_pool):
+    pool = make_pool(check=0.05)
+    conn = pool.getconn()
+    pool.putconn(conn)
+    pool.putconn(pool.getconn())
+    assert conn.pings == 0
+    time.sleep(0.06)
+    assert pool.getconn() is conn
+    assert conn.pings == 1
+
+
+def test_default_check_does_not_ping_recently_used_connections(make_pool):
+    pool = make_pool()
+    conn = pool.getconn()
+    for _ in range(100):
+        pool.putconn(conn)
+        conn = pool.getconn()
+    assert conn.pings == 0
+
+
+@pytest.mark.timing
+def test_dead_idle_connections_are_replaced_transparently(make_pool, connect, caplog):
+    pool = make_pool(check=0.05)
+    dead = hold_all(pool, 2)
+    for conn in dead:
+        conn.fail_ping = True
+        pool.putconn(conn)
+    time.sleep(0.06)
+    with caplog.at_level(logging.WARNING, logger="django_pool"):
+        conn = pool.getconn()
+    assert conn not in dead
+    assert all(conn.closed for conn in dead)
+    assert "failed its check" in caplog.text
+    stats = pool.stats()
+    assert (stats["connections_lost"], stats["requests_errors"]) == (2, 0)
+    assert (stats["pool_size"], stats["pool_in_use"]) == (1, 1)
+
+
+def test_check_never_does_not_ping(make_pool):
+    pool = make_pool(check="never")
+    conn = pool.getconn()
+    pool.putconn(conn)
+    time.sleep(0.02)
+    assert pool.getconn() is conn
+    assert conn.pings == 0
+
+
+def test_check_always_pings_on_every_borrow(make_pool):
+    pool = make_pool(check="always")
+    for _ in range(3):
+        conn = pool.getconn()
+        pool.putconn(conn)
+    assert conn.pings == 3
+
+
+# Sizing
+
+
+def test_pool_opens_nothing_before_first_use(make_pool, connect):
+    make_pool(min_size=3)
+    time.sleep(0.02)
+    assert connect.attempts == 0
+
+
+def test_min_size_is_opened_in_the_background_after_first_use(make_pool, connect):
+    connect.delay = 0.02
+    pool = make_pool(min_size=3, max_size=5)
+    pool.putconn(pool.getconn())
+    assert pool.size() == 3  # counted while connecting
+    assert wait_until(lambda: pool.available() == 3)
+    time.sleep(0.05)
+    assert connect.opened == 3
+
+
+def test_min_size_is_refilled_after_a_bad_return(make_pool, connect):
+    pool = make_pool(min_size=2)
+    pool.putconn(pool.getconn())
+    assert wait_until(lambda: pool.available() == 2)
+    conn = pool.getconn()
+    conn.status = TxStatus.UNKNOWN
+    pool.putconn(conn)
+    assert wait_until(lambda: pool.available() == 2)
+    assert connect.opened == 3
+
+
+@pytest.mark.timing
+def test_pool_shrinks_after_a_spike_while_one_thread_keeps_borrowing(make_pool, connect):
+    spike = 8
+    pool = make_pool(min_size=1, max_size=spike, max_idle=0.2)
+    barrier = threading.Barrier(spike)
+
+    def hold_together():
+        with pool.connection(timeout=5):
+            barrier.wait(5)
+
+    threads = [start(hold_together) for _ in range(spike)]
+    for thread in threads:
+        thread.join(5)
+    assert pool.size() == spike
+    used = set()
+    deadline = time.monotonic() + 5
+    while pool.size() > 1 and time.monotonic() < deadline:
+        with pool.connection() as conn:
+            used.add(conn)
+        time.sleep(0.005)
+    assert pool.size() == 1
+    assert len(used) == 1  # LIFO: the same connection every time, the others left to idle out
+    assert pool.stats()["connections_closed"] == spike - 1
+    assert connect.open_now == 1
+
+
+@pytest.mark.timing
+def test_idle_pool_shrinks_in_the_background(make_pool):
+    pool = make_pool(min_size=1, max_size=4, max_idle=0.05)
+    for conn in hold_all(pool, 4):
+        pool.putconn(conn)
+    assert wait_until(lambda: pool.size() == 1, timeout=3)
+    assert pool.available() == 1
+
+
+# Garbage collection
+
+
+def is_collected(ref):
+    gc.collect()
+    return ref() is None
+
+
+def available_is(pool, count):
+    # A closure over this function's argument, not over the caller's variable it deletes.
+    return lambda: pool.available() == count
+
+
+def worker_threads(name):
+    return [thread for thread in threading.enumerate() if thread.name == f"django_pool[{name}]"]
+
+
+def test_closed_pool_is_garbage_collected(connect):
+    pool = ConnectionPool(connect, PoolConfig(name="gc-closed", min_size=1), FakeDriver())
+    pool.putconn(pool.getconn())
+    pool.close()
+    ref = weakref.ref(pool)
+    del pool
+    assert wait_until(lambda: is_collected(ref))
+    assert worker_threads("gc-closed") == []
+
+
+def test_forgotten_pool_is_garbage_collected_and_its_worker_stops(connect):
+    # Deliberately never closed: this is what the test is about.
+    pool = ConnectionPool(connect, PoolConfig(name="gc-open", min_size=2), FakeDriver())
+    pool.putconn(pool.getconn())
+    assert wait_until(available_is(pool, 2))
+    assert len(worker_threads("gc-open")) == 1
+    ref = weakref.ref(pool)
+    del pool
+    assert wait_until(lambda: is_collected(ref))
+    assert wait_until(lambda: worker_threads("gc-open") == [])
