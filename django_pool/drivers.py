@@ -24,8 +24,8 @@ class TxStatus(IntEnum):
 class Driver(Protocol):
     """The operations the pool performs on a connection."""
 
-    def status(self, conn: Any) -> TxStatus:
-        """Return the transaction status known locally (no round trip); UNKNOWN if broken."""
+    def status(self, conn: Any) -> int:
+        """Return the local transaction status (a TxStatus value); UNKNOWN if broken."""
 
     def rollback(self, conn: Any) -> None:
         """Roll back the open transaction."""
@@ -41,15 +41,20 @@ class Driver(Protocol):
 
 
 class PsycopgDriver:
-    """Driver for psycopg2 and psycopg 3, whose connections share these attributes."""
+    """What psycopg2 and psycopg 3 connections have in common."""
 
-    def status(self, conn: Any) -> TxStatus:
+    def status(self, conn: Any) -> int:
         if conn.closed:
             return TxStatus.UNKNOWN
-        return TxStatus(conn.info.transaction_status)
+        return conn.info.transaction_status
 
     def rollback(self, conn: Any) -> None:
         conn.rollback()
+        if self.status(conn) != TxStatus.IDLE:
+            # psycopg2 in autocommit mode skips ROLLBACK for a transaction it did not open
+            # itself (a BEGIN run as a query); libpq's status says one is still open.
+            with conn.cursor() as cursor:
+                cursor.execute("ROLLBACK")
 
     def discard_all(self, conn: Any) -> None:
         # DISCARD ALL cannot run inside a transaction block.
@@ -73,3 +78,28 @@ class PsycopgDriver:
         # Closing a broken connection may fail; it is gone either way.
         with contextlib.suppress(Exception):
             conn.close()
+
+
+class Psycopg2Driver(PsycopgDriver):
+    """psycopg2: read the status without building a ConnectionInfo object each time."""
+
+    def status(self, conn: Any) -> int:
+        if conn.closed:
+            return TxStatus.UNKNOWN
+        return conn.get_transaction_status()
+
+
+class Psycopg3Driver(PsycopgDriver):
+    """psycopg 3: read the status straight from libpq."""
+
+    def status(self, conn: Any) -> int:
+        if conn.closed:
+            return TxStatus.UNKNOWN
+        return conn.pgconn.transaction_status
+
+
+def driver_for(database_module: Any) -> Driver:
+    """Return the driver adapter for the DB-API module Django picked (psycopg or psycopg2)."""
+    if database_module.__name__ == "psycopg2":
+        return Psycopg2Driver()
+    return Psycopg3Driver()

@@ -1,0 +1,55 @@
+"""The process-level registry: one pool per database alias per process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+from .pool import ConnectionPool
+
+_pools: dict[tuple[str, int], ConnectionPool] = {}
+_lock = threading.Lock()
+
+
+def get_pool(alias: str, create: Callable[[], ConnectionPool]) -> ConnectionPool:
+    """Return this process's pool for ``alias``, creating it with ``create()`` on first use."""
+    key = (alias, os.getpid())
+    pool = _pools.get(key)
+    if pool is not None:
+        return pool
+    with _lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = create()
+        return pool
+
+
+def close_pool(alias: str) -> None:
+    """Close and forget this process's pool for ``alias``; do nothing if there is none."""
+    with _lock:
+        pool = _pools.pop((alias, os.getpid()), None)
+    if pool is not None:
+        pool.close()
+
+
+def pools() -> dict[str, ConnectionPool]:
+    """Return this process's pools by alias."""
+    pid = os.getpid()
+    return {alias: pool for (alias, owner), pool in list(_pools.items()) if owner == pid}
+
+
+def _forget_inherited_pools() -> None:
+    # A forked child must neither use nor close the parent's connections: closing a
+    # psycopg2 connection sends Terminate on the socket the parent still uses. Keep
+    # the inherited pools referenced (so they are never garbage-collected, which would
+    # close them) but out of reach, and start a lock of our own.
+    global _lock
+    _inherited.extend(_pools.values())
+    _pools.clear()
+    _lock = threading.Lock()
+
+
+_inherited: list[ConnectionPool] = []
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited_pools)
