@@ -1,0 +1,202 @@
+"""Borrow + return cost of this pool beside the pools users would pick instead.
+
+Run ``python -m demo_project.bench`` (``make bench``). It prints µs per borrow + return on one
+thread and on 8 threads sharing 4 connections, for the raw pools and at Django's level
+(``connection.ensure_connection(); connection.close()``) beside Django's native pool.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable
+
+from demo_project.devdb import database_settings
+
+DB_NAME = "django_pool_bench"
+THREADS, CONNECTIONS = 8, 4
+
+
+def per_op_us(loop: Callable[[int], None], n: int, threads: int = 1) -> float:
+    """Run ``loop(n)`` on each of ``threads`` threads; return wall µs per operation, best of 3."""
+    best = float("inf")
+    for _ in range(3):
+        workers = [threading.Thread(target=loop, args=(n,)) for _ in range(threads)]
+        start = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        best = min(best, (time.perf_counter() - start) / (n * threads) * 1e6)
+    return best
+
+
+def borrow_loop(getconn, putconn) -> Callable[[int], None]:
+    def loop(n: int) -> None:
+        for _ in range(n):
+            putconn(getconn())
+
+    return loop
+
+
+def conninfo(settings: dict) -> dict:
+    params = {"dbname": settings["NAME"], "user": settings["USER"]}
+    for key, name in (("HOST", "host"), ("PORT", "port"), ("PASSWORD", "password")):
+        if settings.get(key):
+            params[name] = settings[key]
+    return params
+
+
+def raw_pools(params: dict) -> dict[str, tuple]:
+    """Return name -> (getconn, putconn, close) for each raw pool, sized to 4 connections."""
+    import psycopg
+    import psycopg2
+    import psycopg2.pool
+    import psycopg_pool
+    from django_pool.pool import ConnectionPool
+
+    from django_pool.config import PoolConfig
+    from django_pool.drivers import PsycopgDriver
+
+    def connect():
+        conn = psycopg2.connect(**params)
+        conn.autocommit = True
+        return conn
+
+    config = PoolConfig(min_size=4, max_size=4, name="bench")
+    ours = ConnectionPool(connect, config, PsycopgDriver())
+    # ThreadedConnectionPool raises instead of waiting when empty; a semaphore makes it wait.
+    threaded = psycopg2.pool.ThreadedConnectionPool(4, 4, **params)
+    gate = threading.BoundedSemaphore(CONNECTIONS)
+
+    def threaded_get():
+        gate.acquire()
+        return threaded.getconn()
+
+    def threaded_put(conn):
+        threaded.putconn(conn)
+        gate.release()
+
+    native = psycopg_pool.ConnectionPool(
+        psycopg.conninfo.make_conninfo(**params),
+        min_size=4,
+        max_size=4,
+        kwargs={"autocommit": True},
+        open=True,
+    )
+    native.wait()
+    return {
+        "django_pool (psycopg2)": (ours.getconn, ours.putconn, ours.close),
+        "psycopg2 ThreadedConnectionPool + semaphore": (
+            threaded_get,
+            threaded_put,
+            threaded.closeall,
+        ),
+        "psycopg_pool.ConnectionPool (psycopg 3)": (native.getconn, native.putconn, native.close),
+    }
+
+
+def bench_raw(params: dict, n: int) -> list[tuple[str, float, float]]:
+    rows = []
+    for name, (getconn, putconn, close) in raw_pools(params).items():
+        loop = borrow_loop(getconn, putconn)
+        loop(1000)  # warm up: open the connections
+        rows.append((name, per_op_us(loop, n), per_op_us(loop, n // 4, THREADS)))
+        close()
+    return rows
+
+
+def configure_django(settings: dict) -> None:
+    import django
+    from django.conf import settings as django_settings
+
+    base = {key: value for key, value in settings.items() if key not in ("ENGINE", "OPTIONS")}
+    pool = {"min_size": 4, "max_size": 4, "timeout": 10.0}
+    django_settings.configure(
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        DATABASES={
+            "default": {**base, "ENGINE": "django_pool.backends.postgresql", "OPTIONS": {}},
+            "django_pool": {
+                **base,
+                "ENGINE": "django_pool.backends.postgresql",
+                "OPTIONS": {"pool": pool},
+            },
+            "native": {
+                **base,
+                "ENGINE": "django.db.backends.postgresql",
+                "OPTIONS": {"pool": pool},
+            },
+            "unpooled": {
+                **base,
+                "ENGINE": "django.db.backends.postgresql",
+                "OPTIONS": {},
+            },
+        },
+    )
+    django.setup()
+
+
+def django_loop(alias: str) -> Callable[[int], None]:
+    from django.db import connections
+
+    def loop(n: int) -> None:
+        connection = connections[alias]
+        for _ in range(n):
+            connection.ensure_connection()
+            connection.close()
+        connection.close()
+
+    return loop
+
+
+def bench_django(n: int) -> list[tuple[str, float, float]]:
+    from django.db import connections
+
+    rows = []
+    for alias, label in (
+        ("django_pool", "django_pool ENGINE"),
+        ("native", "Django native pool (psycopg_pool)"),
+    ):
+        loop = django_loop(alias)
+        loop(1000)
+        rows.append((label, per_op_us(loop, n), per_op_us(loop, n // 4, THREADS)))
+        connections[alias].close_pool()
+    unpooled = django_loop("unpooled")
+    rows.append(("no pool: new connection each time", per_op_us(unpooled, 200), float("nan")))
+    return rows
+
+
+def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
+    print(f"\n{title}")
+    print(f"| {'pool':<44} | 1 thread µs | {THREADS} threads / {CONNECTIONS} conns µs |")
+    print(f"|{'-' * 46}|------------:|--------------------------:|")
+    for name, one, many in rows:
+        many_text = "—" if many != many else f"{many:.2f}"
+        print(f"| {name:<44} | {one:11.2f} | {many_text:>25} |")
+
+
+def main() -> None:
+    n = int(os.environ.get("BENCH_N", "100000"))
+    settings = database_settings(DB_NAME)
+    import django
+    import psycopg
+    import psycopg2
+
+    print(
+        f"Python {platform.python_version()}, Django {django.get_version()}, "
+        f"psycopg2 {psycopg2.__version__.split()[0]}, psycopg {psycopg.__version__}, "
+        f"{os.cpu_count()} CPUs; {n} borrows per thread count, best of 3"
+    )
+    print_table("Raw pools: getconn() + putconn()", bench_raw(conninfo(settings), n))
+    configure_django(settings)
+    print_table(
+        "Django level (psycopg 3): connection.ensure_connection(); connection.close()",
+        bench_django(n // 2),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Fixtures shared by the tests that talk to PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+
+import psycopg2
+import pytest
+from django.db import connections
+
+from django_pool import registry
+from django_pool.backends.postgresql.base import DatabaseWrapper
+
+_aliases = itertools.count()
+
+
+def raw_connection(settings_dict: dict):
+    """Open an unpooled psycopg2 connection to the database of ``settings_dict``."""
+    conn = psycopg2.connect(
+        dbname=settings_dict["NAME"],
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"] or None,
+        host=settings_dict["HOST"] or None,
+        port=settings_dict["PORT"] or None,
+    )
+    conn.autocommit = True
+    return conn
+
+
+class ServerView:
+    """What the server sees, through a connection of its own (never pooled)."""
+
+    def __init__(self, settings_dict: dict) -> None:
+        self.dbname = settings_dict["NAME"]
+        self.conn = raw_connection(settings_dict)
+
+    def query(self, sql: str, params=()):
+        with self.conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def connections(self, application_name: str | None = None) -> int:
+        """Count client connections to the test database other than this one."""
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        return self.query(sql, [self.dbname])[0][0]
+
+    def terminate(self, pid: int) -> None:
+        self.query("SELECT pg_terminate_backend(%s)", [pid])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def server(transactional_db):
+    view = ServerView(connections["default"].settings_dict)
+    yield view
+    view.close()
+
+
+@pytest.fixture
+def pooled(transactional_db):
+    """Make wrappers of a fresh alias on the test database with the given pool options."""
+    aliases = []
+
+    def make(alias: str | None = None, **pool_options) -> DatabaseWrapper:
+        if alias is None:
+            alias = f"pooled_{next(_aliases)}"
+            aliases.append(alias)
+        base = connections["default"].settings_dict
+        options = {**base["OPTIONS"], "pool": pool_options or True}
+        return DatabaseWrapper({**base, "OPTIONS": options}, alias)
+
+    yield make
+    for alias in aliases:
+        registry.close_pool(alias)

@@ -1,0 +1,83 @@
+"""The driver adapter against real connections of the driver Django picked."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connections
+
+from django_pool.drivers import TxStatus, driver_for
+from tests.conftest import ServerView
+
+
+@pytest.fixture
+def conn(transactional_db):
+    wrapper = connections["default"]
+    connection = wrapper.Database.connect(**_params(wrapper.settings_dict))
+    connection.autocommit = True
+    yield connection
+    connection.close()
+
+
+def _params(settings_dict: dict) -> dict:
+    params = {"dbname": settings_dict["NAME"], "user": settings_dict["USER"]}
+    for key, name in (("HOST", "host"), ("PORT", "port"), ("PASSWORD", "password")):
+        if settings_dict[key]:
+            params[name] = settings_dict[key]
+    return params
+
+
+driver = driver_for(connections["default"].Database)
+
+
+def execute(connection, sql: str):
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+
+
+def test_status_follows_the_transaction_without_a_round_trip(conn):
+    assert driver.status(conn) == TxStatus.IDLE
+    execute(conn, "BEGIN")
+    assert driver.status(conn) == TxStatus.INTRANS
+    with pytest.raises(connections["default"].Database.DatabaseError):
+        execute(conn, "SELECT 1/0")
+    assert driver.status(conn) == TxStatus.INERROR
+    driver.rollback(conn)
+    assert driver.status(conn) == TxStatus.IDLE
+    conn.close()
+    assert driver.status(conn) == TxStatus.UNKNOWN
+
+
+def test_rollback_ends_a_transaction_opened_behind_the_drivers_back(conn):
+    execute(conn, "BEGIN")  # in autocommit mode: the driver itself did not open it
+    execute(conn, "CREATE TEMPORARY TABLE t (x int)")
+    driver.rollback(conn)
+    assert driver.status(conn) == TxStatus.IDLE
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname = 't'")
+        assert cursor.fetchone()[0] == 0
+
+
+def test_discard_all_resets_unreported_settings(conn):
+    conn.autocommit = False
+    execute(conn, "SET search_path TO pg_catalog")
+    conn.commit()
+    driver.discard_all(conn)
+    assert conn.autocommit is False
+    with conn.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        assert cursor.fetchone()[0] == '"$user", public'
+    conn.rollback()
+
+
+def test_ping_fails_on_a_terminated_connection(conn):
+    driver.ping(conn)
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    server = ServerView(connections["default"].settings_dict)
+    server.terminate(pid)
+    server.close()
+    with pytest.raises(Exception):  # noqa: B017 - each driver raises its own OperationalError
+        driver.ping(conn)
+    driver.close(conn)
+    driver.close(conn)  # closing twice never raises

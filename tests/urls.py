@@ -1,0 +1,10 @@
+from django.urls import path
+
+from tests import views
+
+urlpatterns = [
+    path("items/", views.items),
+    path("leave-transaction/", views.leave_transaction),
+    path("session/", views.session_state),
+    path("atomic/", views.atomic_request),
+]
