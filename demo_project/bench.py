@@ -55,10 +55,10 @@ def raw_pools(params: dict) -> dict[str, tuple]:
     import psycopg2
     import psycopg2.pool
     import psycopg_pool
-    from django_pool.pool import ConnectionPool
 
     from django_pool.config import PoolConfig
-    from django_pool.drivers import PsycopgDriver
+    from django_pool.drivers import Psycopg2Driver
+    from django_pool.pool import ConnectionPool
 
     def connect():
         conn = psycopg2.connect(**params)
@@ -66,7 +66,7 @@ def raw_pools(params: dict) -> dict[str, tuple]:
         return conn
 
     config = PoolConfig(min_size=4, max_size=4, name="bench")
-    ours = ConnectionPool(connect, config, PsycopgDriver())
+    ours = ConnectionPool(connect, config, Psycopg2Driver())
     # ThreadedConnectionPool raises instead of waiting when empty; a semaphore makes it wait.
     threaded = psycopg2.pool.ThreadedConnectionPool(4, 4, **params)
     gate = threading.BoundedSemaphore(CONNECTIONS)
