@@ -66,13 +66,12 @@ def pooled(transactional_db):
     """Make wrappers of a fresh alias on the test database with the given pool options."""
     aliases = []
 
-    def make(alias: str | None = None, **pool_options) -> DatabaseWrapper:
-        if alias is None:
-            alias = f"pooled_{next(_aliases)}"
-            aliases.append(alias)
+    def make(*, options: dict | None = None, **pool_options) -> DatabaseWrapper:
+        alias = f"pooled_{next(_aliases)}"
+        aliases.append(alias)
         base = connections["default"].settings_dict
-        options = {**base["OPTIONS"], "pool": pool_options or True}
-        return DatabaseWrapper({**base, "OPTIONS": options}, alias)
+        all_options = {**base["OPTIONS"], **(options or {}), "pool": pool_options or True}
+        return DatabaseWrapper({**base, "OPTIONS": all_options}, alias)
 
     yield make
     for alias in aliases:

@@ -18,10 +18,12 @@ from django.db import (
     transaction,
 )
 from django.db.backends.postgresql import base as postgresql
+from django.db.backends.postgresql.psycopg_any import IsolationLevel
 from django.test import Client
 
 from django_pool import registry
 from django_pool.errors import PoolTimeout
+from django_pool.pool import ConnectionPool
 from tests.testapp.models import Item
 
 
@@ -188,6 +190,31 @@ def test_setup_runs_once_per_server_connection(pooled, monkeypatch):
         wrapper.close()
     assert zones == {"America/Chicago"}
     assert len(calls) == 1
+
+
+def test_django_never_builds_its_own_psycopg_pool(pooled):
+    wrapper = pooled(min_size=0, max_size=1)
+    backend_pid(wrapper)
+    wrapper.close()
+    assert isinstance(wrapper.pool, ConnectionPool)
+    assert postgresql.DatabaseWrapper._connection_pools == {}
+
+
+def test_isolation_level_from_options_holds_on_every_borrow(pooled):
+    wrapper = pooled(
+        options={"isolation_level": IsolationLevel.SERIALIZABLE}, min_size=0, max_size=1
+    )
+    levels = []
+    for _ in range(3):
+        wrapper.set_autocommit(False)
+        with wrapper.cursor() as cursor:
+            cursor.execute("SHOW transaction_isolation")
+            levels.append(cursor.fetchone()[0])
+        wrapper.rollback()
+        wrapper.set_autocommit(True)
+        wrapper.close()
+    assert levels == ["serializable"] * 3
+    assert wrapper.pool.stats()["connections_num"] == 1
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "other"])
