@@ -39,3 +39,7 @@ class TooManyRequests(PoolError):
 
 class PoolClosed(PoolError):
     """The pool was closed; it hands out no more connections."""
+
+
+class ServerUnavailable(PoolError):
+    """The server is down: connects fail and the next attempt is not due yet."""

@@ -7,7 +7,8 @@ Every physical connection has one ``_ConnectionRecord`` and is, at any moment, i
 one place: the idle stack, the borrowed map, or the hands of the one thread that is
 checking, resetting or closing it. Decisions (which place, how many to open) are taken
 under one lock per pool; connecting, pinging, rolling back, closing and waiting happen
-outside it. New connections are opened by one background worker thread per pool.
+outside it. New connections are opened, and idle, expired, orphaned and leaked ones looked
+after, by the process's one maintenance thread (``maintenance.py``).
 """
 
 from __future__ import annotations
@@ -15,54 +16,103 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import threading
+import traceback
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from queue import Empty, SimpleQueue
 from time import monotonic
 from typing import Any
 
+from . import maintenance
 from .config import PoolConfig
 from .drivers import Driver, TxStatus
-from .errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
+from .errors import PoolClosed, PoolError, PoolTimeout, ServerUnavailable, TooManyRequests
 
 logger = logging.getLogger("django_pool")
 
 _IDLE = TxStatus.IDLE
 _UNKNOWN = TxStatus.UNKNOWN
 
-# The worker wakes at least this often to close idle connections (and at most this often,
-# so a tiny max_idle in tests does not turn it into a busy loop).
-_MAX_TICK = 30.0
+# A pool's maintenance round (closing idle and expired connections, reclaiming those of
+# exited threads, reporting leaks) comes at least this often, and at most this often so a
+# tiny max_idle in tests does not turn the maintenance thread into a busy loop.
+_MAX_TICK = 5.0
 _MIN_TICK = 0.01
+
+_current_thread = threading.current_thread
 
 # os.getpid() is a system call; the fast path compares with this copy, kept current in
 # forked children by register_at_fork.
 _pid = os.getpid()
 
+# Every pool made in this process (or inherited from its parent), for the fork hook.
+_pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
 
-def _remember_pid() -> None:
+
+def _after_fork_in_child() -> None:
     global _pid
     _pid = os.getpid()
+    for pool in list(_pools):
+        pool._detach_in_child()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_remember_pid)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# Where a connection was borrowed: (file, line number, function, None) per frame, outermost
+# first, as StackSummary.from_list() takes them.
+_Stack = list[tuple[str, int, str, None]]
+
+
+def _borrower_stack() -> _Stack:
+    """Return the stack of getconn()'s caller (source lines are read only if it is logged)."""
+    # Raw tuples: a few microseconds, where traceback.format_stack() takes tens.
+    frames = traceback.walk_stack(sys._getframe(2))
+    stack = [(frame.f_code.co_filename, line, frame.f_code.co_name, None) for frame, line in frames]
+    stack.reverse()
+    return stack
+
+
+def _describe(error: BaseException) -> str:
+    # One line: libpq adds hints on lines of their own.
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+# A borrow held past leak_timeout: the borrowing thread's name, seconds held, where borrowed.
+_Leak = tuple[str, float, _Stack | None]
 
 
 class _ConnectionRecord:
     """One physical connection, its times (monotonic seconds) and its current checkout."""
 
-    __slots__ = ("conn", "created_at", "expires_at", "returned_at", "borrowed_at")
+    __slots__ = (
+        "conn",
+        "baseline",
+        "created_at",
+        "expires_at",
+        "checked_at",
+        "returned_at",
+        "borrowed_at",
+        "borrower",
+        "stack",
+        "leak_reported",
+    )
 
-    def __init__(self, conn: Any, created_at: float, expires_at: float) -> None:
+    def __init__(self, conn: Any, baseline: tuple, created_at: float, expires_at: float) -> None:
         self.conn = conn
+        self.baseline = baseline  # the session state to restore on return
         self.created_at = created_at
         self.expires_at = expires_at
+        self.checked_at = created_at  # last known to work: opened or pinged
         self.returned_at = created_at
         self.borrowed_at = created_at
+        self.borrower: threading.Thread | None = None
+        self.stack: _Stack | None = None  # only with leak_timeout
+        self.leak_reported: float | None = None  # borrowed_at of the borrow reported leaked
 
 
 class _Waiter:
@@ -93,32 +143,47 @@ class _Waiter:
         self._ready.release()
 
 
-_STOP = object()
-
-
-def _run_worker(pool_ref: weakref.ref[ConnectionPool], tasks: SimpleQueue, tick: float) -> None:
-    """Run the pool's tasks one at a time until it is closed or garbage-collected."""
-    while True:
-        try:
-            task = tasks.get(timeout=tick)
-        except Empty:
-            task = ConnectionPool._maintain
-        if task is _STOP:
-            return
-        # Hold the pool only while working for it, so a forgotten pool can be collected.
-        pool = pool_ref()
-        if pool is None:
-            return
-        try:
-            task(pool)
-        except Exception:
-            # A bug here must not silently stop the pool from ever growing again.
-            logger.exception("pool %r: background task failed", pool.name)
-        del pool
-
-
 class ConnectionPool:
     """A fixed-capacity, thread-safe pool of connections made by ``connect()``."""
+
+    # Slots keep attribute reads on the borrow/return fast path quick: past 30 attributes
+    # CPython stops sharing an instance dict's keys, and every read gets slower.
+    __slots__ = (
+        "name",
+        "config",
+        "_connect",
+        "_driver",
+        "_label",
+        "_pid",
+        "_min_size",
+        "_max_size",
+        "_timeout",
+        "_max_waiting",
+        "_max_idle",
+        "_check_after",
+        "_discard_all",
+        "_leak_timeout",
+        "_tick",
+        "_lock",
+        "_settled",
+        "_idle",
+        "_borrowed",
+        "_waiting",
+        "_nconns",
+        "_connecting",
+        "_opening",
+        "_closed",
+        "_started",
+        "_maintenance_requested",
+        "_due",
+        "_suspect_before",
+        "_down_since",
+        "_connect_error",
+        "_retry_at",
+        "_backoff",
+        "_stats",
+        "__weakref__",
+    )
 
     _REQUESTS_NUM = "requests_num"
     _REQUESTS_QUEUED = "requests_queued"
@@ -131,7 +196,10 @@ class ConnectionPool:
     _CONNECTIONS_ERRORS = "connections_errors"
     _CONNECTIONS_LOST = "connections_lost"
     _CONNECTIONS_CLOSED = "connections_closed"
+    _CONNECTIONS_RECLAIMED = "connections_reclaimed"
+    _CONNECTIONS_LEAKED = "connections_leaked"
     _RETURNS_BAD = "returns_bad"
+    _SESSIONS_RESTORED = "sessions_restored"
     _USAGE_MS = "usage_ms"
     _COUNTERS = (
         _REQUESTS_NUM,
@@ -145,15 +213,27 @@ class ConnectionPool:
         _CONNECTIONS_ERRORS,
         _CONNECTIONS_LOST,
         _CONNECTIONS_CLOSED,
+        _CONNECTIONS_RECLAIMED,
+        _CONNECTIONS_LEAKED,
         _RETURNS_BAD,
+        _SESSIONS_RESTORED,
         _USAGE_MS,
     )
 
-    def __init__(self, connect: Callable[[], Any], config: PoolConfig, driver: Driver) -> None:
+    # While the server is down, seconds between connect attempts: doubled after each
+    # failure up to the cap, with jitter so that the processes of a site don't retry in step.
+    _BACKOFF_INITIAL = 0.1
+    _BACKOFF_MAX = 5.0
+    _BACKOFF_JITTER = 0.1
+
+    def __init__(
+        self, connect: Callable[[], Any], config: PoolConfig, driver: Driver, *, server: str = ""
+    ) -> None:
         self.name = config.name or "pool"
         self.config = config
         self._connect = connect
         self._driver = driver
+        self._label = f"pool {self.name!r}" + (f" ({server})" if server else "")
         self._pid = os.getpid()
         self._min_size = config.min_size
         self._max_size = config.max_size
@@ -163,9 +243,13 @@ class ConnectionPool:
         check_after = config.check_after()
         self._check_after = float("inf") if check_after is None else check_after
         self._discard_all = config.reset == "discard"
-        self._tick = min(max(min(config.max_idle, config.max_lifetime) / 2, _MIN_TICK), _MAX_TICK)
+        self._leak_timeout = config.leak_timeout
+        shortest = min(config.max_idle, config.max_lifetime, config.leak_timeout or float("inf"))
+        self._tick = min(max(shortest / 2, _MIN_TICK), _MAX_TICK)
 
         self._lock = threading.Lock()
+        # Notified when the last connect under way ends, for close() to wait on.
+        self._settled = threading.Condition(self._lock)
         # LIFO: the most recently returned connection is lent first, so under steady light
         # load the ones at the bottom stay untouched, pass max_idle and get closed, and the
         # pool shrinks after a spike. A FIFO would lend them in turn and keep every one of
@@ -174,15 +258,22 @@ class ConnectionPool:
         self._borrowed: dict[int, _ConnectionRecord] = {}
         self._waiting: deque[_Waiter] = deque()
         self._nconns = 0  # open: idle, borrowed, or in a thread's hands
-        self._connecting = 0  # requested from the worker and not yet opened or given up
+        self._connecting = 0  # requested from the maintenance thread, not yet opened or given up
+        self._opening = 0  # of those, connects under way
         self._closed = False
+        self._started = False
         self._maintenance_requested = False
+        self._due = float("inf")  # the next maintenance round (monotonic), read by its thread
+        # A connection last known to work before this moment is checked on its next
+        # borrow: one turned out dead, so the server may have restarted under them all.
+        self._suspect_before = float("-inf")
+        # Set by a failed connect, cleared by the next successful one.
+        self._down_since: float | None = None
+        self._connect_error: BaseException | None = None
+        self._retry_at = 0.0
+        self._backoff = 0.0
         self._stats: Counter[str] = Counter()
-
-        self._tasks: SimpleQueue = SimpleQueue()
-        self._worker: threading.Thread | None = None
-        # Stops the worker when the pool is closed or collected; holds the queue, not the pool.
-        self._stop_worker = weakref.finalize(self, self._tasks.put, _STOP)
+        _pools.add(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self.in_use()}/{self.size()} in use"
@@ -194,8 +285,10 @@ class ConnectionPool:
         """Borrow a connection, waiting up to ``timeout`` seconds (default: config.timeout)."""
         if self._pid != _pid:
             raise self._other_process_error()
-        if self._worker is None:
-            self._start_worker()
+        if not self._started:
+            self._start()
+        borrower = _current_thread()
+        stack = None if self._leak_timeout is None else _borrower_stack()
         now = monotonic()
         with self._lock:
             if self._closed:
@@ -207,11 +300,15 @@ class ConnectionPool:
                 record is not None
                 and now < record.expires_at
                 and now - record.returned_at < self._check_after
+                and record.checked_at > self._suspect_before
             ):
                 record.borrowed_at = now
+                record.borrower = borrower
+                record.stack = stack
                 self._borrowed[id(record.conn)] = record
                 return record.conn
-        return self._getconn_slow(record, now, self._timeout if timeout is None else timeout)
+        timeout = self._timeout if timeout is None else timeout
+        return self._getconn_slow(record, now, timeout, borrower, stack)
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Any]:
@@ -222,12 +319,19 @@ class ConnectionPool:
         finally:
             self.putconn(conn)
 
-    def _getconn_slow(self, record: _ConnectionRecord | None, now: float, timeout: float) -> Any:
+    def _getconn_slow(
+        self,
+        record: _ConnectionRecord | None,
+        now: float,
+        timeout: float,
+        borrower: threading.Thread,
+        stack: _Stack | None,
+    ) -> Any:
         """Check the connection in hand, or get another, until a usable one is borrowed."""
         deadline = now + timeout
         while True:
             if record is not None and self._is_usable(record, now):
-                return self._mark_borrowed(record, now)
+                return self._mark_borrowed(record, now, borrower, stack)
             record = self._pop_idle_or_wait(deadline, timeout)
             now = monotonic()
 
@@ -236,27 +340,40 @@ class ConnectionPool:
         if now >= record.expires_at:
             self._discard(record)
             return False
-        if now - record.returned_at < self._check_after:
+        if (
+            now - record.returned_at < self._check_after
+            and record.checked_at > self._suspect_before
+        ):
             return True
         try:
             self._driver.ping(record.conn)
         except Exception as error:  # noqa: BLE001 - any driver error means the connection is gone
             logger.warning(
-                "pool %r: dropping a connection (%.0f s old) that failed its check "
+                "%s: dropping a connection (%.0f s old) that failed its check "
                 "after %.1f s idle: %s",
-                self.name,
+                self._label,
                 now - record.created_at,
                 now - record.returned_at,
                 error,
             )
+            self._distrust_older()
             self._discard(record, self._CONNECTIONS_LOST)
             return False
+        record.checked_at = now
         return True
 
-    def _mark_borrowed(self, record: _ConnectionRecord, now: float) -> Any:
+    def _mark_borrowed(
+        self,
+        record: _ConnectionRecord,
+        now: float,
+        borrower: threading.Thread,
+        stack: _Stack | None,
+    ) -> Any:
         """Record the checkout of a connection in hand and return the connection."""
         with self._lock:
             record.borrowed_at = now
+            record.borrower = borrower
+            record.stack = stack
             self._borrowed[id(record.conn)] = record
         return record.conn
 
@@ -269,7 +386,13 @@ class ConnectionPool:
                 raise self._closed_error()
             if self._idle:
                 return self._idle.pop()
+            if self._down_since is not None and now < self._retry_at:
+                # Waiting would only run out the timeout: no connect is due before then.
+                self._stats[self._REQUESTS_ERRORS] += 1
+                raise self._unavailable_error(now)
             waiter = self._enqueue_waiter()
+            orphans = self._pop_orphans()
+        self._reclaim(orphans)
         return self._wait(waiter, now, deadline, timeout)
 
     def _enqueue_waiter(self) -> _Waiter:
@@ -278,7 +401,7 @@ class ConnectionPool:
             self._stats[self._REQUESTS_ERRORS] += 1
             self._stats[self._REQUESTS_TOO_MANY] += 1
             raise TooManyRequests(
-                f"pool {self.name!r}: too many requests waiting ({len(self._waiting)} waiting, "
+                f"{self._label}: too many requests waiting ({len(self._waiting)} waiting, "
                 f"max_waiting={self._max_waiting}, {self.in_use()}/{self.size()} in use)"
             )
         waiter = _Waiter()
@@ -311,10 +434,11 @@ class ConnectionPool:
         """Give back a borrowed connection: reuse it, reset it, or close it."""
         if self._pid != _pid:
             # A forked child must not close the parent's connection (that would end the
-            # parent's session), nor drop the last reference to it (same, on collection):
-            # it stays in this inherited pool's borrowed map.
+            # parent's session); the fork hook has detached it, the parent returns it.
             return
         status = self._driver.status(conn)
+        # Read only when idle: a rollback may change it, and a broken connection may not know it.
+        state = self._driver.session_state(conn) if status == _IDLE else None
         now = monotonic()
         with self._lock:
             record = self._borrowed.pop(id(conn), None)
@@ -323,7 +447,7 @@ class ConnectionPool:
             if record is not None:
                 self._stats[self._USAGE_MS] += (now - record.borrowed_at) * 1000.0
                 if (
-                    status == _IDLE
+                    state == record.baseline  # so the status is IDLE, too
                     and now < record.expires_at
                     and not self._closed
                     and not self._discard_all
@@ -340,25 +464,34 @@ class ConnectionPool:
             self._driver.close(conn)  # returned to a closed pool, which forgot it
         elif self._closed or now >= record.expires_at:
             self._discard(record)
-        elif not self._reset(conn, status):
+        elif not self._reset(record, status):
             self._discard(record, self._RETURNS_BAD)
         else:
             self._give_back(record)
 
-    def _reset(self, conn: Any, status: TxStatus) -> bool:
-        """Roll back and/or discard session state; return False if the connection is bad."""
+    def _reset(self, record: _ConnectionRecord, status: TxStatus) -> bool:
+        """Roll back and/or discard or restore session state; return False if it failed."""
         if status == _UNKNOWN:
-            logger.warning("pool %r: closing a connection returned broken", self.name)
+            logger.warning("%s: closing a connection returned broken", self._label)
+            self._distrust_older()
             return False
         try:
             if status != _IDLE:
-                self._driver.rollback(conn)
+                self._driver.rollback(record.conn)
             if self._discard_all:
-                self._driver.discard_all(conn)
+                self._driver.discard_all(record.conn)
+            self._restore_session(record)
         except Exception as error:  # noqa: BLE001 - any driver error means the connection is bad
-            logger.warning("pool %r: closing a connection that failed reset: %s", self.name, error)
+            logger.warning("%s: closing a connection that failed reset: %s", self._label, error)
             return False
         return True
+
+    def _restore_session(self, record: _ConnectionRecord) -> None:
+        """Set back the session parameters the borrower changed (one round trip, if any)."""
+        if self._driver.session_state(record.conn) == record.baseline:
+            return
+        self._driver.restore_session(record.conn, record.baseline)
+        self._count(self._SESSIONS_RESTORED)
 
     def _give_back(self, record: _ConnectionRecord) -> None:
         """Put a reset connection back, or close it if the pool closed meanwhile."""
@@ -376,7 +509,7 @@ class ConnectionPool:
             self._waiting.popleft().set(record)
             return
         self._idle.append(record)
-        # Cheap look at the bottom of the stack; the worker does the closing.
+        # Cheap look at the bottom of the stack; the maintenance thread does the closing.
         if self._nconns > self._min_size and self._idle[0].returned_at < now - self._max_idle:
             self._request_maintenance()
 
@@ -391,57 +524,59 @@ class ConnectionPool:
                 self._stats[counter] += 1
             self._maybe_grow()
 
-    # Growing and shrinking (decisions under the lock, work in the worker thread)
-
-    def _start_worker(self) -> None:
-        """Start the worker on first use and ask it to open min_size connections."""
+    def _distrust_older(self) -> None:
+        """Have every connection last known to work before now checked on its next borrow."""
+        now = monotonic()
         with self._lock:
-            if self._worker is not None or self._closed:
+            self._suspect_before = max(self._suspect_before, now)
+
+    # Growing (decisions under the lock, connects in the maintenance thread)
+
+    def _start(self) -> None:
+        """Join the maintenance thread's rounds on first use and open min_size connections."""
+        with self._lock:
+            if self._started or self._closed:
                 return
-            worker = self._worker = threading.Thread(
-                target=_run_worker,
-                args=(weakref.ref(self), self._tasks, self._tick),
-                name=f"django_pool[{self.name}]",
-                daemon=True,
-            )
+            self._started = True
+            self._due = monotonic() + self._tick
             self._maybe_grow()
-        worker.start()
+        maintenance.register(self)
 
     def _maybe_grow(self) -> None:
         """Request connections for waiters and up to min_size (under the lock)."""
         if self._closed:
             return
         self._grow_for_waiters()
-        missing = min(self._min_size - self._nconns - self._connecting, self._room())
-        for _ in range(missing):
-            self._request_connection()
+        self._request_connections(
+            min(self._min_size - self._nconns - self._connecting, self._room())
+        )
 
     def _grow_for_waiters(self) -> None:
-        """Request one connection if waiters outnumber connections on their way (under the lock)."""
-        # One per waiter not already covered, and the worker opens them one at a time,
-        # giving up on those nobody waits for any more: a burst of 50 borrowers is served
-        # by returns and a few new connections, not by 50 connects.
-        if len(self._waiting) > self._connecting and self._room() > 0:
-            self._request_connection()
+        """Request a connection for each waiter not covered by one on its way (under the lock)."""
+        # The maintenance thread opens them one at a time, giving up on those nobody waits
+        # for any more: a burst of 50 borrowers is served by returns and a few new
+        # connections, not by 50 connects.
+        self._request_connections(min(len(self._waiting) - self._connecting, self._room()))
 
     def _room(self) -> int:
         return self._max_size - self._nconns - self._connecting
 
-    def _request_connection(self) -> None:
-        self._connecting += 1
-        self._tasks.put(ConnectionPool._add_connection)
-
-    def _request_maintenance(self) -> None:
-        if not self._maintenance_requested:
-            self._maintenance_requested = True
-            self._tasks.put(ConnectionPool._maintain)
+    def _request_connections(self, count: int) -> None:
+        """Ask the maintenance thread for ``count`` connections (under the lock)."""
+        if count > 0 and self._down_since is not None:
+            # While the server is down: one attempt at a time, none before the backoff ends.
+            count = 0 if self._connecting or monotonic() < self._retry_at else 1
+        for _ in range(count):
+            self._connecting += 1
+            maintenance.submit(self, ConnectionPool._add_connection)
 
     def _add_connection(self) -> None:
-        """Open one connection for the oldest waiter or the idle stack (worker thread)."""
+        """Open one connection for the oldest waiter or the idle stack (maintenance thread)."""
         with self._lock:
-            if self._closed or not (self._waiting or self._nconns < self._min_size):
+            if not self._wants_connection():
                 self._connecting -= 1
                 return
+            self._opening += 1
         started = monotonic()
         try:
             conn = self._connect()
@@ -450,41 +585,117 @@ class ConnectionPool:
         else:
             self._add_record(conn, started)
 
+    def _wants_connection(self) -> bool:
+        """Return whether a requested connection is still needed and may be opened now."""
+        if self._closed or not (self._waiting or self._nconns < self._min_size):
+            return False
+        # A request made before the last failed connect waits for the next attempt.
+        return self._down_since is None or monotonic() >= self._retry_at
+
     def _add_record(self, conn: Any, started: float) -> None:
         """Take a new connection into the pool, or close it if the pool closed meanwhile."""
+        baseline = self._driver.session_state(conn)
         now = monotonic()
         lifetime = self.config.max_lifetime * (1.0 - random.uniform(0.0, 0.1))
-        record = _ConnectionRecord(conn, now, now + lifetime)
+        record = _ConnectionRecord(conn, baseline, now, now + lifetime)
+        # Only this thread connects, so only this thread changes the down state.
+        if self._down_since is not None:
+            self._mark_up(now)
         with self._lock:
-            self._connecting -= 1
+            self._end_connect()
             self._stats[self._CONNECTIONS_NUM] += 1
             self._stats[self._CONNECTIONS_MS] += (now - started) * 1000.0
-            if not self._closed:
+            closed = self._closed
+            if closed:
+                self._stats[self._CONNECTIONS_CLOSED] += 1
+            else:
                 self._nconns += 1
                 self._return_to_waiter_or_idle(record, now)
-                return
-            self._stats[self._CONNECTIONS_CLOSED] += 1
-        self._driver.close(conn)
+                self._maybe_grow()
+        if closed:
+            self._driver.close(conn)
 
     def _fail_connect(self, error: Exception) -> None:
-        """Count a failed connect and fail the oldest waiter with it rather than a timeout."""
-        logger.warning("pool %r: connection failed: %s", self.name, error)
+        """Mark the server down, and fail the waiters rather than let them time out."""
+        now = monotonic()
+        # Logged before the waiters fail, so the log explains the errors that follow it.
+        self._mark_down(error, now)
         with self._lock:
-            self._connecting -= 1
+            self._end_connect()
             self._stats[self._CONNECTIONS_ERRORS] += 1
             if self._waiting:
+                # The oldest gets the server's own words ("password authentication failed").
                 self._waiting.popleft().fail(error)
-            # Not _maybe_grow: refilling min_size right away would retry a dead server in a
-            # tight loop; the worker's tick retries it.
-            self._grow_for_waiters()
+            while self._waiting:
+                self._waiting.popleft().fail(self._unavailable_error(now))
+            self._plan_retry(now)
+
+    def _end_connect(self) -> None:
+        """Count a connect under way as done, for close() to know (under the lock)."""
+        self._connecting -= 1
+        self._opening -= 1
+        if not self._opening:
+            self._settled.notify_all()
+
+    def _mark_down(self, error: Exception, now: float) -> None:
+        """Enter or stay in the down state, schedule the next attempt, and log the failure."""
+        jitter = random.uniform(1.0 - self._BACKOFF_JITTER, 1.0 + self._BACKOFF_JITTER)
+        with self._lock:
+            if self._down_since is None:
+                self._down_since = now
+                self._backoff = self._BACKOFF_INITIAL
+                what = "connection failed, server marked down"
+            else:
+                self._backoff = min(self._backoff * 2, self._BACKOFF_MAX)
+                what = f"reconnect attempt failed, server down for {now - self._down_since:.1f} s"
+            delay = min(self._backoff * jitter, self._BACKOFF_MAX)
+            self._retry_at = now + delay
+            self._connect_error = error
+            # Idle connections may be dead too, if the server restarted.
+            self._suspect_before = max(self._suspect_before, now)
+        logger.warning(
+            "%s: %s: %s; next attempt in %.2f s", self._label, what, _describe(error), delay
+        )
+
+    def _mark_up(self, now: float) -> None:
+        """Leave the down state after a successful connect, and log the recovery."""
+        with self._lock:
+            down_for = now - self._down_since
+            self._down_since = None
+            self._connect_error = None
+        logger.info("%s: server is back after %.1f s down", self._label, down_for)
+
+    def _plan_retry(self, now: float) -> None:
+        """Bring the next maintenance round forward to the next attempt if min_size is short."""
+        if (
+            self._down_since is not None
+            and self._retry_at > now
+            and self._nconns + self._connecting < self._min_size
+        ):
+            self._due = min(self._due, self._retry_at)
+
+    # Maintenance rounds (maintenance thread)
+
+    def _request_maintenance(self) -> None:
+        if not self._maintenance_requested:
+            self._maintenance_requested = True
+            maintenance.submit(self, ConnectionPool._maintain)
 
     def _maintain(self) -> None:
-        """Close expired and surplus idle connections, then refill to min_size (worker thread)."""
+        """Close expired, surplus and orphaned connections, report leaks, refill to min_size."""
         now = monotonic()
+        self._due = now + self._tick
         with self._lock:
             self._maintenance_requested = False
-            doomed = [] if self._closed else self._pop_idle_to_close(now)
+            if self._closed:
+                return
+            doomed = self._pop_idle_to_close(now)
+            orphans = self._pop_orphans()
+            leaks = self._note_leaks(now)
             self._maybe_grow()
+            self._plan_retry(now)
+        self._warn_of_leaks(leaks)
+        self._reclaim(orphans)
         for record in doomed:
             self._discard(record)
 
@@ -500,10 +711,64 @@ class ConnectionPool:
             surplus -= 1
         return doomed
 
+    def _pop_orphans(self) -> list[_ConnectionRecord]:
+        """Take out borrowed connections whose borrowing thread has exited (under the lock)."""
+        orphans = [record for record in self._borrowed.values() if not record.borrower.is_alive()]
+        for record in orphans:
+            del self._borrowed[id(record.conn)]
+        return orphans
+
+    def _reclaim(self, orphans: list[_ConnectionRecord]) -> None:
+        """Close connections never given back by their exited threads, freeing their slots."""
+        for record in orphans:
+            logger.warning(
+                "%s: reclaiming a connection borrowed %.1f s ago by thread %r, which exited "
+                "without returning it%s",
+                self._label,
+                monotonic() - record.borrowed_at,
+                record.borrower.name,
+                self._borrowed_at_text(record.stack),
+            )
+            # Its state is unknown (maybe mid-transaction): closed, never reused.
+            self._discard(record, self._CONNECTIONS_RECLAIMED)
+
+    def _note_leaks(self, now: float) -> list[_Leak]:
+        """Count borrows held past leak_timeout, once per borrow, for logging (under the lock)."""
+        if self._leak_timeout is None:
+            return []
+        leaks = []
+        for record in self._borrowed.values():
+            held = now - record.borrowed_at
+            if held >= self._leak_timeout and record.leak_reported != record.borrowed_at:
+                record.leak_reported = record.borrowed_at
+                leaks.append((record.borrower.name, held, record.stack))
+        self._stats[self._CONNECTIONS_LEAKED] += len(leaks)
+        return leaks
+
+    def _warn_of_leaks(self, leaks: list[_Leak]) -> None:
+        for thread_name, held, stack in leaks:
+            logger.warning(
+                "%s: a connection has been borrowed for %.1f s by thread %r, past "
+                "leak_timeout=%s s%s",
+                self._label,
+                held,
+                thread_name,
+                self._leak_timeout,
+                self._borrowed_at_text(stack),
+            )
+
+    @staticmethod
+    def _borrowed_at_text(stack: _Stack | None) -> str:
+        if stack is None:
+            return ""
+        return (
+            "; borrowed at:\n" + "".join(traceback.StackSummary.from_list(stack).format()).rstrip()
+        )
+
     # Closing
 
     def close(self, timeout: float = 5.0) -> None:
-        """Fail waiters, close idle connections, stop the worker; borrowed ones close on return."""
+        """Fail waiters, close idle connections (borrowed ones on return), await connects."""
         if self._pid != _pid:
             return  # an inherited pool: its connections are the parent's to close
         with self._lock:
@@ -515,11 +780,23 @@ class ConnectionPool:
             self._stats[self._CONNECTIONS_CLOSED] += len(idle)
             while self._waiting:
                 self._waiting.popleft().fail(self._closed_error())
-        self._stop_worker()
+        maintenance.unregister(self)
         for record in idle:
             self._driver.close(record.conn)
-        if self._worker is not None and self._worker.is_alive():
-            self._worker.join(timeout)
+        # Up to ``timeout`` seconds: a connect under way closes its connection when it lands
+        # in the closed pool, so that afterwards the server sees none of this pool's.
+        with self._lock:
+            self._settled.wait_for(lambda: not self._opening, timeout)
+
+    def _detach_in_child(self) -> None:
+        """Make the inherited connections harmless in a forked child, and this pool unusable."""
+        # Without the lock: a thread that does not exist in the child may have held it at
+        # the fork. The child has one thread at this point; give it a lock of its own.
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._closed = True
+        for record in [*self._idle, *self._borrowed.values()]:
+            self._driver.detach(record.conn)
 
     @property
     def closed(self) -> bool:
@@ -546,7 +823,9 @@ class ConnectionPool:
 
     def stats(self) -> dict[str, Any]:
         """Return a fresh JSON-ready dict of gauges and counters (times in integer ms)."""
+        now = monotonic()
         with self._lock:
+            down_since, error = self._down_since, self._connect_error
             snapshot = {
                 "name": self.name,
                 "pool_min": self._min_size,
@@ -555,31 +834,44 @@ class ConnectionPool:
                 "pool_available": self.available(),
                 "pool_in_use": self.in_use(),
                 "requests_waiting": self.waiting(),
+                "server_down_ms": 0 if down_since is None else int((now - down_since) * 1000.0),
+                "last_connect_error": None if error is None else _describe(error),
             }
             for key in self._COUNTERS:
                 snapshot[key] = int(self._stats[key])
         return snapshot
 
+    def _count(self, counter: str) -> None:
+        with self._lock:
+            self._stats[counter] += 1
+
     # Errors
 
     def _closed_error(self) -> PoolClosed:
-        return PoolClosed(f"pool {self.name!r} is closed")
+        return PoolClosed(f"{self._label} is closed")
 
     def _timeout_error(self, timeout: float) -> PoolTimeout:
         return PoolTimeout(
-            f"pool {self.name!r}: couldn't get a connection after {timeout:.2f} s "
+            f"{self._label}: couldn't get a connection after {timeout:.2f} s "
             f"({self.in_use()}/{self.size()} in use, {len(self._waiting)} waiting, "
             f"max_size={self._max_size})"
         )
 
+    def _unavailable_error(self, now: float) -> ServerUnavailable:
+        return ServerUnavailable(
+            f"{self._label}: server unavailable for {now - self._down_since:.1f} s "
+            f"(last connect error: {_describe(self._connect_error)}); "
+            f"next attempt in {max(self._retry_at - now, 0.0):.2f} s"
+        )
+
     def _not_lent_error(self, conn: Any) -> PoolError:
         return PoolError(
-            f"pool {self.name!r}: putconn() got a {type(conn).__name__} this pool did not lend, "
-            "or one already returned"
+            f"{self._label}: putconn() got a {type(conn).__name__} this pool did not lend, "
+            "or one already returned (or reclaimed after its borrowing thread exited)"
         )
 
     def _other_process_error(self) -> PoolError:
         return PoolError(
-            f"pool {self.name!r} belongs to process {self._pid}, not to this process "
+            f"{self._label} belongs to process {self._pid}, not to this process "
             f"({os.getpid()}): a forked child must create its own pool"
         )

@@ -1,16 +1,31 @@
-"""A fake DB-API connection, driver and connect factory for testing the pool without a server."""
+"""A fake DB-API connection, driver and connect factory for testing the pool without a server.
+
+Also the helpers the pool's tests share: polling for a condition, and running code in a
+forked child.
+"""
 
 from __future__ import annotations
 
+import gc
+import json
+import os
+import select
+import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from django_pool.drivers import TxStatus
 
 
 class FakeError(Exception):
     """What the fake driver raises where a real one would raise OperationalError."""
+
+
+# The session parameters a server reports (ParameterStatus), as a fresh connection has them.
+PARAMETERS = ("TimeZone", "DateStyle", "application_name", "search_path")
+DEFAULT_SESSION = ("UTC", "ISO, MDY", "test", '"$user", public')
 
 
 class FakeConnection:
@@ -20,7 +35,9 @@ class FakeConnection:
         self.number = number
         self.factory = factory
         self.status = TxStatus.IDLE
+        self.session = DEFAULT_SESSION
         self.closed = False
+        self.detached = False
         self.owner: object | None = None
         self.calls: list[str] = []
         self.rollbacks = 0
@@ -29,9 +46,20 @@ class FakeConnection:
         self.fail_ping = False
         self.fail_rollback = False
         self.fail_discard = False
+        self.fail_restore = False
 
     def __repr__(self) -> str:
         return f"<FakeConnection #{self.number}{' closed' if self.closed else ''}>"
+
+    def set(self, parameter: str, value: str) -> None:
+        """Change a session parameter, as ``SET parameter = value`` does."""
+        session = list(self.session)
+        session[PARAMETERS.index(parameter)] = value
+        self.session = tuple(session)
+
+    def die(self) -> None:
+        """Lose the server (it restarted): every round trip fails from now on."""
+        self.fail_ping = self.fail_rollback = self.fail_discard = self.fail_restore = True
 
 
 class FakeDriver:
@@ -59,6 +87,19 @@ class FakeDriver:
         if conn.fail_ping:
             raise FakeError("server closed the connection unexpectedly")
 
+    def session_state(self, conn: FakeConnection) -> tuple:
+        return conn.session
+
+    def restore_session(self, conn: FakeConnection, baseline: tuple) -> None:
+        conn.calls.append("restore_session")
+        if conn.fail_restore:
+            raise FakeError("could not restore the session")
+        conn.session = baseline
+
+    def detach(self, conn: FakeConnection) -> None:
+        conn.calls.append("detach")
+        conn.detached = True
+
     def close(self, conn: FakeConnection) -> None:
         if conn.closed:
             return
@@ -70,9 +111,13 @@ class FakeDriver:
 class FakeConnect:
     """A ``connect()`` callable that counts connections, with optional delay and failures."""
 
+    REFUSED = 'connection to server on socket "/tmp/.s.PGSQL.5432" failed: No such file'
+
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.failures: deque[Exception] = deque()
+        self.server_up = True
+        self.attempt_times: list[float] = []
         self.connections: list[FakeConnection] = []
         self.opened = 0
         self.open_now = 0
@@ -84,18 +129,29 @@ class FakeConnect:
         """Make the next ``times`` connects raise ``error``."""
         self.failures.extend([error] * times)
 
+    def switch_off(self) -> None:
+        """Stop the server: open connections die, connects fail until ``switch_on()``."""
+        self.server_up = False
+        for conn in self.connections:
+            conn.die()
+
+    def switch_on(self) -> None:
+        """Start the server again."""
+        self.server_up = True
+
     def __call__(self) -> FakeConnection:
         # Counted as open while connecting, as a server counts a connection being set up.
         with self._lock:
             self.attempts += 1
+            self.attempt_times.append(time.monotonic())
             self.open_now += 1
             self.max_open = max(self.max_open, self.open_now)
         if self.delay:
             time.sleep(self.delay)
         with self._lock:
-            if self.failures:
+            if self.failures or not self.server_up:
                 self.open_now -= 1
-                raise self.failures.popleft()
+                raise self.failures.popleft() if self.failures else FakeError(self.REFUSED)
             self.opened += 1
             conn = FakeConnection(self.opened, self)
             self.connections.append(conn)
@@ -105,3 +161,40 @@ class FakeConnect:
         """Count a connection closed by the driver."""
         with self._lock:
             self.open_now -= 1
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it is true; return whether it became true in time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def is_collected(ref: Callable[[], object]) -> bool:
+    gc.collect()
+    return ref() is None
+
+
+def in_child(report: Callable[[], object], timeout: float = 10.0) -> object:
+    """Run ``report()`` in a forked child and return its JSON-ready result; fail if it hangs."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            os.write(write_end, json.dumps(report()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], timeout)
+        if not ready:
+            os.kill(child, signal.SIGKILL)
+        with os.fdopen(read_end) as reader:
+            data = reader.read()
+    finally:
+        os.waitpid(child, 0)
+    assert data, "the child hung, or failed before reporting"
+    return json.loads(data)

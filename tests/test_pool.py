@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-import os
+import re
 import threading
 import time
 import weakref
+from itertools import pairwise
 
 import pytest
 
 from django_pool import pool as pool_module
 from django_pool.config import PoolConfig
 from django_pool.drivers import TxStatus
-from django_pool.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
+from django_pool.errors import (
+    PoolClosed,
+    PoolError,
+    PoolTimeout,
+    ServerUnavailable,
+    TooManyRequests,
+)
 from django_pool.pool import ConnectionPool
 
-from .fakes import FakeConnect, FakeConnection, FakeDriver, FakeError
+from .fakes import (
+    DEFAULT_SESSION,
+    FakeConnect,
+    FakeConnection,
+    FakeDriver,
+    FakeError,
+    in_child,
+    is_collected,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -31,10 +46,10 @@ def make_pool(connect):
     """Make pools on the ``connect`` fixture (min_size=0 unless given); close them all after."""
     pools = []
 
-    def make(**options):
+    def make(server="", **options):
         options.setdefault("name", "test")
         options.setdefault("min_size", 0)
-        pool = ConnectionPool(connect, PoolConfig(**options), FakeDriver())
+        pool = ConnectionPool(connect, PoolConfig(**options), FakeDriver(), server=server)
         pools.append(pool)
         return pool
 
@@ -43,18 +58,8 @@ def make_pool(connect):
         pool.close()
 
 
-def wait_until(predicate, timeout=5.0):
-    """Poll ``predicate`` until it is true; return whether it became true in time."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
-
-
-def start(target, *args):
-    thread = threading.Thread(target=target, args=args, daemon=True)
+def start(target, *args, name=None):
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
     thread.start()
     return thread
 
@@ -73,6 +78,18 @@ def borrow_in_thread(pool, results, **kwargs):
 
 def hold_all(pool, count):
     return [pool.getconn() for _ in range(count)]
+
+
+def borrow_when_up(pool, timeout=5.0):
+    """Borrow, retrying while the pool fails fast because the server is down."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return pool.getconn(timeout=timeout)
+        except ServerUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 # Borrowing and returning
@@ -131,8 +148,15 @@ def test_stats_are_fresh_json_ready_dicts(make_pool):
         "connections_closed",
         "returns_bad",
         "usage_ms",
+        "sessions_restored",
+        "connections_reclaimed",
+        "connections_leaked",
+        "server_down_ms",
+        "last_connect_error",
     }
-    assert all(isinstance(value, int) for key, value in stats.items() if key != "name")
+    assert stats["last_connect_error"] is None
+    texts = ("name", "last_connect_error")
+    assert all(isinstance(value, int) for key, value in stats.items() if key not in texts)
     stats["requests_num"] = 99
     assert pool.stats()["requests_num"] == 1
 
@@ -273,35 +297,6 @@ def test_putconn_twice_raises(make_pool):
     assert pool.available() == 1
 
 
-def test_pool_refuses_to_lend_in_a_forked_child(make_pool):
-    pool = make_pool(name="default")
-    held = pool.getconn()
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        try:
-            report = {}
-            try:
-                pool.getconn(timeout=1)
-            except PoolError as error:
-                report["error"] = str(error)
-            pool.putconn(held)
-            pool.close()
-            report["held_closed"] = held.closed
-            os.write(write_end, json.dumps(report).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as reader:
-        report = json.loads(reader.read())
-    os.waitpid(child, 0)
-    assert "pool 'default' belongs to process" in report["error"]
-    assert "a forked child must create its own pool" in report["error"]
-    assert report["held_closed"] is False
-    pool.putconn(held)
-    assert pool.available() == 1
-
-
 # Hand-off and growth
 
 
@@ -390,7 +385,7 @@ def test_never_more_than_max_size_open_or_opening(make_pool, connect):
     assert sum(isinstance(result, PoolTimeout) for result in results) == 7
 
 
-# Connect failures
+# Connect failures and a server that is down
 
 
 def test_connect_failure_reaches_the_first_waiter_at_once(make_pool, connect, caplog):
@@ -406,12 +401,12 @@ def test_connect_failure_reaches_the_first_waiter_at_once(make_pool, connect, ca
     stats = pool.stats()
     assert (stats["connections_errors"], stats["requests_errors"]) == (1, 1)
     assert stats["requests_timeouts"] == 0
-    assert pool.getconn(timeout=5) is connect.connections[0]
+    assert borrow_when_up(pool) is connect.connections[0]
 
 
-def test_connect_failure_fails_one_waiter_and_retries_for_the_others(make_pool, connect):
+def test_connect_failure_fails_the_other_waiters_at_once(make_pool, connect):
     connect.delay = 0.05
-    error = FakeError("too many clients")
+    error = FakeError("sorry, too many clients already")
     connect.fail(error)
     pool = make_pool()
     first, second = [], []
@@ -421,20 +416,105 @@ def test_connect_failure_fails_one_waiter_and_retries_for_the_others(make_pool, 
     for thread in threads:
         thread.join(5)
     assert first == [error]
-    assert second == [connect.connections[0]]
-    assert pool.stats()["connections_errors"] == 1
-
-
-def test_connect_failure_without_waiter_is_counted(make_pool, connect):
-    connect.delay = 0.02
-    connect.fail(FakeError("unreachable"), times=2)
-    pool = make_pool(min_size=2)
-    with pytest.raises(FakeError):
-        pool.getconn(timeout=5)
-    assert wait_until(lambda: connect.attempts == 2)
-    assert wait_until(lambda: pool.stats()["connections_errors"] == 2)
+    assert isinstance(second[0], ServerUnavailable)
+    assert "too many clients" in str(second[0])
     stats = pool.stats()
-    assert (stats["requests_errors"], stats["pool_size"]) == (1, 0)
+    assert (stats["connections_errors"], stats["requests_errors"]) == (1, 2)
+    assert stats["requests_timeouts"] == 0
+
+
+def test_borrow_fails_fast_while_the_server_is_down(make_pool, connect):
+    server = "host=/tmp port=5432 dbname=shop"
+    pool = make_pool(name="default", timeout=10, server=server)
+    connect.switch_off()
+    with pytest.raises(FakeError, match="No such file"):
+        pool.getconn()
+    started = time.monotonic()
+    with pytest.raises(ServerUnavailable) as info:
+        pool.getconn()
+    assert time.monotonic() - started < 0.5
+    assert isinstance(info.value, PoolError)
+    message = str(info.value)
+    assert message.startswith(f"pool 'default' ({server}): server unavailable for 0.")
+    assert f"(last connect error: {FakeConnect.REFUSED})" in message
+    assert re.search(r"; next attempt in 0\.\d\d s$", message)
+    stats = pool.stats()
+    assert stats["last_connect_error"] == FakeConnect.REFUSED
+    assert 0 <= stats["server_down_ms"] < 5000
+    assert (stats["connections_errors"], stats["requests_errors"]) == (1, 2)
+    assert stats["requests_timeouts"] == 0
+    assert connect.attempts == 1
+
+
+@pytest.mark.timing
+def test_reconnect_attempts_back_off_up_to_the_cap_and_recover(
+    make_pool, connect, monkeypatch, caplog
+):
+    monkeypatch.setattr(ConnectionPool, "_BACKOFF_INITIAL", 0.05)
+    monkeypatch.setattr(ConnectionPool, "_BACKOFF_MAX", 0.2)
+    connect.switch_off()
+    pool = make_pool(name="backoff", min_size=1)
+    with caplog.at_level(logging.INFO, logger="django_pool"):
+        with pytest.raises(FakeError):
+            pool.getconn()
+        assert wait_until(lambda: connect.attempts >= 6)
+        connect.switch_on()
+        assert wait_until(lambda: pool.available() == 1)
+    times = connect.attempt_times[:6]
+    gaps = [later - earlier for earlier, later in pairwise(times)]
+    for gap, backoff in zip(gaps, [0.05, 0.1, 0.2, 0.2, 0.2], strict=True):
+        assert backoff * 0.9 - 0.005 <= gap < backoff * 1.1 + 0.15, gaps
+    # One warning per failed attempt, one line when the server is back, nothing more.
+    failures = connect.attempts - connect.opened
+    ours = [record for record in caplog.records if "pool 'backoff'" in record.getMessage()]
+    warnings = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
+    assert len(warnings) == failures == pool.stats()["connections_errors"]
+    assert "server marked down" in warnings[0]
+    assert all("reconnect attempt failed" in message for message in warnings[1:])
+    infos = [r.getMessage() for r in ours if r.levelno == logging.INFO]
+    assert len(infos) == 1
+    assert "server is back after" in infos[0]
+    stats = pool.stats()
+    assert (stats["server_down_ms"], stats["last_connect_error"]) == (0, None)
+
+
+def test_borrower_triggers_the_attempt_when_it_is_due(make_pool, connect, monkeypatch):
+    monkeypatch.setattr(ConnectionPool, "_BACKOFF_INITIAL", 0.05)
+    pool = make_pool(timeout=5)
+    connect.switch_off()
+    with pytest.raises(FakeError):
+        pool.getconn()
+    time.sleep(0.06)
+    with pytest.raises(FakeError):  # the attempt's own error, not ServerUnavailable
+        pool.getconn()
+    assert connect.attempts == 2
+    connect.switch_on()
+    conn = borrow_when_up(pool)
+    assert conn is connect.connections[0]
+    assert connect.attempts == 3
+
+
+def test_idle_connections_from_before_a_restart_never_reach_borrowers(make_pool, connect):
+    pool = make_pool(max_size=4)
+    old = hold_all(pool, 3)
+    for conn in old:
+        pool.putconn(conn)
+    connect.switch_off()
+    # Nothing has told the pool yet: the first borrower finds out, and its query fails.
+    first = pool.getconn()
+    first.status = TxStatus.UNKNOWN
+    pool.putconn(first)
+    with pytest.raises(FakeError, match="No such file"):
+        pool.getconn()  # checks both idle ones, which fail, then the connect fails
+    assert all(conn.closed for conn in old)
+    with pytest.raises(ServerUnavailable):
+        pool.getconn()
+    connect.switch_on()
+    conn = borrow_when_up(pool)
+    assert conn not in old
+    assert conn.pings == 0
+    stats = pool.stats()
+    assert (stats["returns_bad"], stats["connections_lost"], stats["pool_size"]) == (1, 2, 1)
 
 
 # The return path
@@ -635,6 +715,56 @@ def test_check_always_pings_on_every_borrow(make_pool):
     assert conn.pings == 3
 
 
+def test_a_broken_return_gets_every_older_idle_connection_checked(make_pool, connect):
+    pool = make_pool()  # check=1.0, and every connection is fresh
+    idle = hold_all(pool, 4)
+    for conn in idle:
+        pool.putconn(conn)
+    broken = pool.getconn()
+    for conn in idle:
+        conn.die()
+    broken.status = TxStatus.UNKNOWN
+    pool.putconn(broken)
+    borrowed = hold_all(pool, 3)
+    assert not set(borrowed) & set(idle)
+    assert all(conn.closed for conn in idle)
+    assert [conn.pings for conn in idle if conn is not broken] == [1, 1, 1]
+    assert [conn.pings for conn in borrowed] == [0, 0, 0]  # opened after: trusted
+    stats = pool.stats()
+    assert (stats["returns_bad"], stats["connections_lost"], stats["connections_num"]) == (1, 3, 7)
+
+
+def test_a_connection_checked_after_the_suspicion_is_trusted_again(make_pool):
+    pool = make_pool()
+    first, second = hold_all(pool, 2)
+    pool.putconn(first)
+    second.status = TxStatus.UNKNOWN
+    pool.putconn(second)
+    assert pool.getconn() is first
+    pool.putconn(first)
+    assert pool.getconn() is first
+    assert first.pings == 1
+
+
+@pytest.mark.timing
+def test_a_failed_check_gets_connections_borrowed_then_checked_on_their_return(make_pool):
+    pool = make_pool(check=0.05)
+    stale, busy = hold_all(pool, 2)
+    pool.putconn(stale)
+    time.sleep(0.06)
+    stale.die()
+    busy.die()
+    fresh = pool.getconn()  # checks the stale one, which fails
+    assert stale.closed
+    pool.putconn(busy)  # its borrower noticed nothing
+    other = pool.getconn()
+    assert other not in (stale, busy)
+    assert busy.pings == 1
+    assert busy.closed
+    assert pool.stats()["connections_lost"] == 2
+    pool.putconn(fresh)
+
+
 # Sizing
 
 
@@ -703,18 +833,9 @@ def test_idle_pool_shrinks_in_the_background(make_pool):
 # Garbage collection
 
 
-def is_collected(ref):
-    gc.collect()
-    return ref() is None
-
-
 def available_is(pool, count):
     # A closure over this function's argument, not over the caller's variable it deletes.
     return lambda: pool.available() == count
-
-
-def worker_threads(name):
-    return [thread for thread in threading.enumerate() if thread.name == f"django_pool[{name}]"]
 
 
 def test_closed_pool_is_garbage_collected(connect):
@@ -724,16 +845,192 @@ def test_closed_pool_is_garbage_collected(connect):
     ref = weakref.ref(pool)
     del pool
     assert wait_until(lambda: is_collected(ref))
-    assert worker_threads("gc-closed") == []
 
 
-def test_forgotten_pool_is_garbage_collected_and_its_worker_stops(connect):
+def test_forgotten_pool_is_garbage_collected(connect):
     # Deliberately never closed: this is what the test is about.
     pool = ConnectionPool(connect, PoolConfig(name="gc-open", min_size=2), FakeDriver())
     pool.putconn(pool.getconn())
     assert wait_until(available_is(pool, 2))
-    assert len(worker_threads("gc-open")) == 1
     ref = weakref.ref(pool)
     del pool
     assert wait_until(lambda: is_collected(ref))
-    assert wait_until(lambda: worker_threads("gc-open") == [])
+
+
+# Session state
+
+
+def test_changed_session_is_restored_on_return(make_pool):
+    pool = make_pool()
+    conn = pool.getconn()
+    conn.set("TimeZone", "Europe/Paris")
+    pool.putconn(conn)
+    assert conn.calls == ["restore_session"]
+    assert conn.session == DEFAULT_SESSION
+    assert pool.getconn() is conn
+    assert pool.stats()["sessions_restored"] == 1
+
+
+def test_session_is_restored_after_the_rollback(make_pool):
+    pool = make_pool()
+    conn = pool.getconn()
+    conn.status = TxStatus.INTRANS
+    conn.set("search_path", "tenant_42")
+    pool.putconn(conn)
+    assert conn.calls == ["rollback", "restore_session"]
+    assert pool.getconn() is conn
+    assert conn.session == DEFAULT_SESSION
+
+
+def test_unchanged_session_is_not_restored(make_pool):
+    pool = make_pool(reset="discard")
+    conn = pool.getconn()
+    conn.status = TxStatus.INTRANS
+    pool.putconn(conn)
+    assert conn.calls == ["rollback", "discard_all"]
+    assert pool.stats()["sessions_restored"] == 0
+
+
+def test_failed_restore_closes_the_connection_as_bad(make_pool, caplog):
+    pool = make_pool()
+    conn = pool.getconn()
+    conn.set("application_name", "psql")
+    conn.fail_restore = True
+    with caplog.at_level(logging.WARNING, logger="django_pool"):
+        pool.putconn(conn)
+    assert conn.closed
+    assert "failed reset: could not restore the session" in caplog.text
+    stats = pool.stats()
+    assert (stats["returns_bad"], stats["sessions_restored"], stats["pool_size"]) == (1, 0, 0)
+
+
+# Connections never given back
+
+
+def test_connection_of_an_exited_thread_is_reclaimed_for_a_waiter(make_pool, caplog):
+    pool = make_pool(max_size=1)
+    lost = []
+    start(lambda: lost.append(pool.getconn()), name="forgetful").join(5)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="django_pool"):
+        conn = pool.getconn(timeout=5)
+    assert time.monotonic() - started < 1
+    assert conn is not lost[0]
+    assert lost[0].closed
+    assert "reclaiming a connection" in caplog.text
+    assert "by thread 'forgetful', which exited without returning it" in caplog.text
+    stats = pool.stats()
+    assert (stats["connections_reclaimed"], stats["pool_size"], stats["pool_in_use"]) == (1, 1, 1)
+    with pytest.raises(PoolError, match="reclaimed after its borrowing thread exited"):
+        pool.putconn(lost[0])
+
+
+def test_connection_of_an_exited_thread_is_reclaimed_in_the_background(make_pool):
+    pool = make_pool(max_idle=0.1)  # a maintenance round every 0.05 s
+    start(pool.getconn).join(5)
+    assert wait_until(lambda: pool.stats()["connections_reclaimed"] == 1)
+    assert pool.size() == 0
+
+
+def test_connection_lent_to_a_live_thread_is_not_reclaimed(make_pool):
+    pool = make_pool(max_size=1)
+    held = pool.getconn()
+    with pytest.raises(PoolTimeout):
+        pool.getconn(timeout=0.05)
+    assert not held.closed
+    assert pool.stats()["connections_reclaimed"] == 0
+
+
+def leaky_view(pool):
+    return pool.getconn()
+
+
+@pytest.mark.timing
+def test_connection_held_past_leak_timeout_is_reported_once(make_pool, caplog):
+    pool = make_pool(leak_timeout=0.05)
+    with caplog.at_level(logging.WARNING, logger="django_pool"):
+        conn = leaky_view(pool)
+        assert wait_until(lambda: pool.stats()["connections_leaked"] == 1)
+        time.sleep(0.2)  # several more maintenance rounds
+    pool.putconn(conn)
+    leaks = [r.getMessage() for r in caplog.records if "leak_timeout" in r.getMessage()]
+    assert len(leaks) == 1
+    assert "by thread 'MainThread', past leak_timeout=0.05 s; borrowed at:" in leaks[0]
+    assert "in leaky_view" in leaks[0]
+    assert "return pool.getconn()" in leaks[0]
+    assert pool.stats()["connections_leaked"] == 1
+
+
+def test_connection_returned_before_leak_timeout_is_not_reported(make_pool):
+    pool = make_pool(leak_timeout=0.1)
+    for _ in range(3):
+        with pool.connection():
+            pass
+    time.sleep(0.15)
+    assert pool.stats()["connections_leaked"] == 0
+
+
+# A forked child
+
+
+def test_pool_refuses_to_lend_in_a_forked_child(make_pool):
+    pool = make_pool(name="default")
+    held = pool.getconn()
+
+    def report():
+        try:
+            pool.getconn(timeout=1)
+        except PoolError as error:
+            message = str(error)
+        pool.putconn(held)
+        pool.close()
+        return {"error": message, "held_closed": held.closed}
+
+    report = in_child(report)
+    assert "pool 'default' belongs to process" in report["error"]
+    assert "a forked child must create its own pool" in report["error"]
+    assert report["held_closed"] is False
+    pool.putconn(held)
+    assert pool.available() == 1
+
+
+def test_forked_child_detaches_every_inherited_connection(make_pool):
+    pool = make_pool()
+    held, idle = hold_all(pool, 2)
+    pool.putconn(idle)
+    # Another thread holds the pool's lock at the fork: the child must not need it.
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        with pool._lock:
+            locked.set()
+            release.wait(10)
+
+    holder = start(hold_the_lock)
+    assert locked.wait(5)
+
+    def report():
+        calls = [list(held.calls), list(idle.calls)]
+        pool.putconn(held)
+        pool.close()
+        return {
+            "calls": calls,
+            "closed": [held.closed, idle.closed],
+            "pool_closed": pool.closed,
+            "pool_size": pool.stats()["pool_size"],
+        }
+
+    try:
+        report = in_child(report)
+    finally:
+        release.set()
+        holder.join(5)
+    assert report == {
+        "calls": [["detach"], ["detach"]],
+        "closed": [False, False],
+        "pool_closed": True,
+        "pool_size": 2,
+    }
+    assert not held.detached and not idle.detached
+    assert pool.getconn() is idle
+    pool.putconn(held)
