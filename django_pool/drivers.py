@@ -7,6 +7,8 @@ a fake driver in tests.
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, Protocol
 
@@ -19,6 +21,28 @@ class TxStatus(IntEnum):
     INTRANS = 2
     INERROR = 3
     UNKNOWN = 4
+
+
+# Session settings the server reports to the client (ParameterStatus) whenever they change, so
+# the pool can tell with no round trip that a borrower changed them. PostgreSQL reports
+# search_path from version 18 on; on older servers it reads None and is never restored.
+REPORTED_SETTINGS = (
+    "TimeZone",
+    "DateStyle",
+    "IntervalStyle",
+    "application_name",
+    "default_transaction_read_only",
+    "search_path",
+    "client_encoding",
+    "standard_conforming_strings",
+)
+# The driver decodes text with the encoding it chose at connect time: a changed
+# client_encoding cannot be set back safely, so such a connection is discarded instead.
+_NOT_RESTORABLE = frozenset({"client_encoding"})
+
+
+class SessionNotRestorable(Exception):
+    """A session setting changed that cannot be set back; the connection must be closed."""
 
 
 class Driver(Protocol):
@@ -39,9 +63,23 @@ class Driver(Protocol):
     def close(self, conn: Any) -> None:
         """Close the connection; never raise."""
 
+    def session_state(self, conn: Any) -> tuple:
+        """Return the reported session settings (REPORTED_SETTINGS order), with no round trip."""
+
+    def restore_session(self, conn: Any, baseline: tuple) -> None:
+        """Set the reported session settings that differ from ``baseline`` back (one round trip)."""
+
+    def detach(self, conn: Any) -> None:
+        """In a forked child, make an inherited connection harmless without telling the server."""
+
 
 class PsycopgDriver:
     """What psycopg2 and psycopg 3 connections have in common."""
+
+    def __init__(self, setup: Callable[[Any], object] | None = None) -> None:
+        # DISCARD ALL also undoes the connection's set-up (SET ROLE, SET TIME ZONE): ``setup``
+        # runs it again afterwards.
+        self._setup = setup
 
     def status(self, conn: Any) -> int:
         if conn.closed:
@@ -64,6 +102,8 @@ class PsycopgDriver:
         try:
             with conn.cursor() as cursor:
                 cursor.execute("DISCARD ALL")
+            if self._setup is not None:
+                self._setup(conn)
         finally:
             if not autocommit:
                 conn.autocommit = False
@@ -79,27 +119,75 @@ class PsycopgDriver:
         with contextlib.suppress(Exception):
             conn.close()
 
+    def session_state(self, conn: Any) -> tuple:
+        parameter_status = conn.info.parameter_status
+        return tuple(map(parameter_status, REPORTED_SETTINGS))
+
+    def restore_session(self, conn: Any, baseline: tuple) -> None:
+        current = self.session_state(conn)
+        changed = [
+            (name, value)
+            for name, value, now in zip(REPORTED_SETTINGS, baseline, current, strict=True)
+            if value != now and value is not None
+        ]
+        if not changed:
+            return
+        if _NOT_RESTORABLE.intersection(name for name, _ in changed):
+            raise SessionNotRestorable(f"changed: {', '.join(name for name, _ in changed)}")
+        calls = ", ".join(["set_config(%s, %s, false)"] * len(changed))
+        params = [item for pair in changed for item in pair]
+        # Outside a transaction, so that a later rollback cannot undo the restore.
+        autocommit = conn.autocommit
+        if not autocommit:
+            conn.autocommit = True
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(f"SELECT {calls}", params)
+        finally:
+            if not autocommit:
+                conn.autocommit = False
+
+    def detach(self, conn: Any) -> None:
+        # Point this process's copy of the socket at /dev/null: whatever later closes or
+        # collects the connection here (sending Terminate) then cannot end the parent's
+        # session, while the parent's copy of the socket stays as it was.
+        with contextlib.suppress(Exception):
+            devnull = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(devnull, conn.fileno())
+            finally:
+                os.close(devnull)
+
 
 class Psycopg2Driver(PsycopgDriver):
-    """psycopg2: read the status without building a ConnectionInfo object each time."""
+    """psycopg2: read status and settings without building a ConnectionInfo each time."""
 
     def status(self, conn: Any) -> int:
         if conn.closed:
             return TxStatus.UNKNOWN
         return conn.get_transaction_status()
 
+    def session_state(self, conn: Any) -> tuple:
+        return tuple(map(conn.get_parameter_status, REPORTED_SETTINGS))
+
 
 class Psycopg3Driver(PsycopgDriver):
-    """psycopg 3: read the status straight from libpq."""
+    """psycopg 3: read status and settings straight from libpq."""
+
+    _SETTINGS = tuple(name.encode() for name in REPORTED_SETTINGS)
 
     def status(self, conn: Any) -> int:
         if conn.closed:
             return TxStatus.UNKNOWN
         return conn.pgconn.transaction_status
 
+    def session_state(self, conn: Any) -> tuple:
+        values = map(conn.pgconn.parameter_status, self._SETTINGS)
+        return tuple(None if value is None else value.decode() for value in values)
 
-def driver_for(database_module: Any) -> Driver:
+
+def driver_for(database_module: Any, setup: Callable[[Any], object] | None = None) -> Driver:
     """Return the driver adapter for the DB-API module Django picked (psycopg or psycopg2)."""
     if database_module.__name__ == "psycopg2":
-        return Psycopg2Driver()
-    return Psycopg3Driver()
+        return Psycopg2Driver(setup)
+    return Psycopg3Driver(setup)

@@ -40,16 +40,13 @@ def pools() -> dict[str, ConnectionPool]:
 
 
 def _forget_inherited_pools() -> None:
-    # A forked child must neither use nor close the parent's connections: closing a
-    # psycopg2 connection sends Terminate on the socket the parent still uses. Keep
-    # the inherited pools referenced (so they are never garbage-collected, which would
-    # close them) but out of reach, and start a lock of our own.
+    # A forked child starts with pools of its own. The inherited ones have already detached
+    # their connections (the pool's own fork hook), so dropping them ends nothing on the
+    # server. Another thread may have held the lock at fork time: start a fresh one.
     global _lock
-    _inherited.extend(_pools.values())
     _pools.clear()
     _lock = threading.Lock()
 
 
-_inherited: list[ConnectionPool] = []
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_inherited_pools)

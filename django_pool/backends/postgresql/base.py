@@ -6,10 +6,11 @@ works with whichever driver Django picked (psycopg 3 when importable, else psyco
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
 
@@ -27,6 +28,14 @@ def _without_pool(settings_dict: dict) -> dict:
     return {**settings_dict, "OPTIONS": options}
 
 
+def describe_server(settings_dict: dict) -> str:
+    """Say where connections go, for error messages (never the password)."""
+    host = settings_dict.get("HOST") or "localhost"
+    port = settings_dict.get("PORT") or 5432
+    name, user = settings_dict.get("NAME"), settings_dict.get("USER")
+    return f"host={host} port={port} dbname={name} user={user}"
+
+
 class PhysicalConnector:
     """Open one server connection and set it up once, as Django's own backend would."""
 
@@ -41,11 +50,21 @@ class PhysicalConnector:
         connection = wrapper.get_new_connection(wrapper.get_connection_params())
         try:
             connection.autocommit = True
-            wrapper._configure_connection(connection)
+            self.setup(connection)
         except Exception:
             connection.close()
             raise
         return connection
+
+    def setup(self, connection) -> None:
+        """Set time zone and role (also again after DISCARD ALL), in autocommit mode."""
+        self.wrapper._configure_timezone(connection)
+        # Django's _configure_role quotes the role through the wrapper's own connection,
+        # which this wrapper never opens (and may not use from the maintenance thread).
+        role = self.wrapper.settings_dict["OPTIONS"].get("assume_role")
+        if role:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('role', %s, false)", [role])
 
 
 class DatabaseWrapper(postgresql.DatabaseWrapper):
@@ -89,7 +108,8 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         if self.settings_dict["CONN_HEALTH_CHECKS"] and not explicit:
             config = replace(config, check="always")
         connector = PhysicalConnector(self.settings_dict, self.alias)
-        return ConnectionPool(connector, config, driver_for(self.Database))
+        driver = driver_for(self.Database, setup=connector.setup)
+        return ConnectionPool(connector, config, driver, server=describe_server(self.settings_dict))
 
     def close_pool(self) -> None:
         """Close this process's pool for the alias; safe to call twice."""
@@ -118,3 +138,17 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         connection, self.connection = self.connection, None
         with self.wrap_database_errors:
             pool.putconn(connection)
+
+
+def _abandon_borrowed_after_fork() -> None:
+    # The forking thread's wrappers may hold a connection borrowed from the parent's pool
+    # (gunicorn --preload, a query at import time). The pool has already made it harmless in
+    # the child; forget it so that the next query borrows from the child's own pool.
+    for wrapper in connections.all(initialized_only=True):
+        if isinstance(wrapper, DatabaseWrapper) and wrapper._borrowed_from is not None:
+            wrapper._borrowed_from = None
+            wrapper.connection = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_abandon_borrowed_after_fork)
