@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, register
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connections
 
 from .config import validate_options
 
@@ -66,4 +68,28 @@ def check_pool_settings(app_configs=None, **kwargs) -> list[Error]:
     for alias, database in _pooled_databases():
         errors += _option_errors(alias, database)
         errors += _conn_max_age_errors(alias, database)
+    return errors
+
+
+@register(Tags.database)
+def check_pool_connections(app_configs=None, databases=None, **kwargs) -> list[Error]:
+    """With ``check --database``, borrow a connection and report the server's error if any."""
+    errors = []
+    for alias in databases or ():
+        connection = connections[alias]
+        if connection.settings_dict.get("ENGINE") != ENGINE:
+            continue
+        try:
+            connection.ensure_connection()
+        except (DatabaseError, ImproperlyConfigured) as error:
+            errors.append(
+                Error(
+                    f"DATABASES[{alias!r}]: cannot connect: {error}".strip(),
+                    hint="Check NAME, HOST, PORT, USER and PASSWORD, and that the server "
+                    "is running and accepts connections from this host.",
+                    id="django_pool.E006",
+                )
+            )
+        finally:
+            connection.close()
     return errors
