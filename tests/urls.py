@@ -7,4 +7,6 @@ urlpatterns = [
     path("leave-transaction/", views.leave_transaction),
     path("session/", views.session_state),
     path("atomic/", views.atomic_request),
+    path("set-time-zone/", views.set_time_zone),
+    path("time-zone/", views.time_zone),
 ]

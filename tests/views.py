@@ -46,3 +46,18 @@ def atomic_request(request):
     except RuntimeError:
         pass
     return JsonResponse({"count": Item.objects.filter(name="rolled-back").count()})
+
+
+def set_time_zone(request):
+    """Change a reported session setting outside any transaction, and keep the connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'Asia/Tokyo'")
+    return JsonResponse({"pid": _backend_pid()})
+
+
+def time_zone(request):
+    """Report the session's time zone as the next borrower sees it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW TIME ZONE")
+        zone = cursor.fetchone()[0]
+    return JsonResponse({"pid": _backend_pid(), "zone": zone})
