@@ -12,6 +12,18 @@ from django.dispatch import receiver
 CONFIG_DEFAULTS: dict[str, Any] = {
     # Seconds a client is told to wait (Retry-After) when PoolOverloadMiddleware sheds load.
     "RETRY_AFTER": 1,
+    # Alias of a Django cache (settings.CACHES) to which every process publishes its pools'
+    # snapshots, so that any process can show all of them; None turns publishing off.
+    "CACHE": None,
+    # Seconds between two publications of a process's snapshots.
+    "PUBLISH_INTERVAL": 10.0,
+    # Seconds a published snapshot stays readable: a process that stopped publishing
+    # (it exited or hangs) drops out of the all-processes view after this.
+    "PUBLISH_TTL": 30.0,
+    # Serve Prometheus metrics at metrics/ (needs the prometheus-client package).
+    "METRICS": False,
+    # When set, metrics/ requires "Authorization: Bearer <token>".
+    "METRICS_TOKEN": None,
 }
 
 

@@ -192,6 +192,22 @@ def test_setup_runs_once_per_server_connection(pooled, monkeypatch):
     assert len(calls) == 1
 
 
+def test_server_connections_are_named_after_alias_pid_and_host(pooled, server):
+    wrapper = pooled(min_size=0, max_size=1)
+    pid = backend_pid(wrapper)
+    wrapper.close()
+    (name,) = server.query("SELECT application_name FROM pg_stat_activity WHERE pid = %s", [pid])[0]
+    assert name.startswith(f"django_pool:{wrapper.alias}:{os.getpid()}@")
+
+
+def test_application_name_set_by_the_user_wins(pooled, server):
+    wrapper = pooled(options={"application_name": "shop-web"}, min_size=0, max_size=1)
+    pid = backend_pid(wrapper)
+    wrapper.close()
+    (name,) = server.query("SELECT application_name FROM pg_stat_activity WHERE pid = %s", [pid])[0]
+    assert name == "shop-web"
+
+
 def test_django_never_builds_its_own_psycopg_pool(pooled):
     wrapper = pooled(min_size=0, max_size=1)
     backend_pid(wrapper)

@@ -195,7 +195,7 @@ def test_time_zone_set_by_a_request_does_not_reach_the_next(live_server):
     [
         ("SET DateStyle TO 'German'", "SHOW DateStyle", "ISO, MDY"),
         ("SET IntervalStyle TO 'sql_standard'", "SHOW IntervalStyle", "postgres"),
-        ("SET application_name TO 'someone else'", "SHOW application_name", ""),
+        ("SET application_name TO 'someone else'", "SHOW application_name", None),
         ("SET default_transaction_read_only TO on", "SHOW default_transaction_read_only", "off"),
         ("SET search_path TO pg_catalog", "SHOW search_path", '"$user", public'),
     ],
@@ -211,7 +211,8 @@ def test_reported_settings_are_restored_on_return(pooled, statement, show, expec
         cursor.execute(show)
         after = cursor.fetchone()[0]
     wrapper.close()
-    assert before == after == expected
+    assert before == after
+    assert after == expected or expected is None and after.startswith("django_pool:")
     stats = wrapper.pool.stats()
     assert (stats["connections_num"], stats["sessions_restored"]) == (1, 1)
 

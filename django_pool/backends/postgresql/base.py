@@ -7,6 +7,7 @@ works with whichever driver Django picked (psycopg 3 when importable, else psyco
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import replace
 
 from django.core.exceptions import ImproperlyConfigured
@@ -28,6 +29,11 @@ def _without_pool(settings_dict: dict) -> dict:
     return {**settings_dict, "OPTIONS": options}
 
 
+def application_name(alias: str) -> str:
+    """Name server connections after alias, pid and host, within PostgreSQL's 63 bytes."""
+    return f"django_pool:{alias}:{os.getpid()}@{socket.gethostname()}"[:63]
+
+
 def describe_server(settings_dict: dict) -> str:
     """Say where connections go, for error messages (never the password)."""
     host = settings_dict.get("HOST") or "localhost"
@@ -47,7 +53,11 @@ class PhysicalConnector:
     def __call__(self):
         """Connect; set isolation level, JSON adapters, cursor factory, time zone and role."""
         wrapper = self.wrapper
-        connection = wrapper.get_new_connection(wrapper.get_connection_params())
+        params = wrapper.get_connection_params()
+        # Lets pg_stat_activity tell whose connection this is, on every host (unless the
+        # user named it). Read at connect time: a forked child has another pid.
+        params.setdefault("application_name", application_name(wrapper.alias))
+        connection = wrapper.get_new_connection(params)
         try:
             connection.autocommit = True
             self.setup(connection)
