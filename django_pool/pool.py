@@ -9,6 +9,11 @@ checking, resetting or closing it. Decisions (which place, how many to open) are
 under one lock per pool; connecting, pinging, rolling back, closing and waiting happen
 outside it. New connections are opened, and idle, expired, orphaned and leaked ones looked
 after, by the process's one maintenance thread (``maintenance.py``).
+
+Observability costs the borrow/return fast path a few comparisons and one histogram update
+under the lock it already holds: latency histograms and a history of the last hour
+(``stats.py``) read by ``snapshot()``; events for ``on_event`` and rate-limited log records,
+both outside the lock and off the fast path.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import sys
 import threading
 import traceback
@@ -23,13 +29,14 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from time import monotonic
+from time import monotonic, time
 from typing import Any
 
 from . import maintenance
 from .config import PoolConfig
 from .drivers import Driver, TxStatus
 from .errors import PoolClosed, PoolError, PoolTimeout, ServerUnavailable, TooManyRequests
+from .stats import Activity, Histogram, History, to_points
 
 logger = logging.getLogger("django_pool")
 
@@ -43,6 +50,19 @@ _MAX_TICK = 5.0
 _MIN_TICK = 0.01
 
 _current_thread = threading.current_thread
+
+# The options a snapshot reports, under their OPTIONS["pool"] names.
+_CONFIG_KEYS = (
+    "min_size",
+    "max_size",
+    "timeout",
+    "max_waiting",
+    "max_lifetime",
+    "max_idle",
+    "check",
+    "reset",
+    "leak_timeout",
+)
 
 # os.getpid() is a system call; the fast path compares with this copy, kept current in
 # forked children by register_at_fork.
@@ -143,6 +163,28 @@ class _Waiter:
         self._ready.release()
 
 
+class _LogGate:
+    """Let one log record of each kind through per period, and count the ones held back."""
+
+    __slots__ = ("_lock", "_passed_at", "_held")
+
+    def __init__(self) -> None:
+        # Its own lock: logging happens outside the pool's.
+        self._lock = threading.Lock()
+        self._passed_at: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def admit(self, kind: str, now: float, period: float) -> tuple[int, float] | None:
+        """Return (records held back, seconds since the last one passed), or None to hold."""
+        with self._lock:
+            passed_at = self._passed_at.get(kind)
+            if passed_at is not None and now - passed_at < period:
+                self._held[kind] = self._held.get(kind, 0) + 1
+                return None
+            self._passed_at[kind] = now
+            return self._held.pop(kind, 0), 0.0 if passed_at is None else now - passed_at
+
+
 class ConnectionPool:
     """A fixed-capacity, thread-safe pool of connections made by ``connect()``."""
 
@@ -182,9 +224,21 @@ class ConnectionPool:
         "_retry_at",
         "_backoff",
         "_stats",
+        "_server",
+        "_on_event",
+        "_log_gate",
+        "_waits",
+        "_wait_counts",
+        "_holds",
+        "_connects",
+        "_history",
+        "_next_sample",
+        "_peak_in_use",
+        "_peak_waiting",
         "__weakref__",
     )
 
+    # Counters; usage_ms and connections_ms are the sums of the hold and connect histograms.
     _REQUESTS_NUM = "requests_num"
     _REQUESTS_QUEUED = "requests_queued"
     _REQUESTS_WAIT_MS = "requests_wait_ms"
@@ -192,7 +246,6 @@ class ConnectionPool:
     _REQUESTS_TIMEOUTS = "requests_timeouts"
     _REQUESTS_TOO_MANY = "requests_too_many"
     _CONNECTIONS_NUM = "connections_num"
-    _CONNECTIONS_MS = "connections_ms"
     _CONNECTIONS_ERRORS = "connections_errors"
     _CONNECTIONS_LOST = "connections_lost"
     _CONNECTIONS_CLOSED = "connections_closed"
@@ -200,7 +253,6 @@ class ConnectionPool:
     _CONNECTIONS_LEAKED = "connections_leaked"
     _RETURNS_BAD = "returns_bad"
     _SESSIONS_RESTORED = "sessions_restored"
-    _USAGE_MS = "usage_ms"
     _COUNTERS = (
         _REQUESTS_NUM,
         _REQUESTS_QUEUED,
@@ -209,7 +261,6 @@ class ConnectionPool:
         _REQUESTS_TIMEOUTS,
         _REQUESTS_TOO_MANY,
         _CONNECTIONS_NUM,
-        _CONNECTIONS_MS,
         _CONNECTIONS_ERRORS,
         _CONNECTIONS_LOST,
         _CONNECTIONS_CLOSED,
@@ -217,7 +268,6 @@ class ConnectionPool:
         _CONNECTIONS_LEAKED,
         _RETURNS_BAD,
         _SESSIONS_RESTORED,
-        _USAGE_MS,
     )
 
     # While the server is down, seconds between connect attempts: doubled after each
@@ -226,8 +276,20 @@ class ConnectionPool:
     _BACKOFF_MAX = 5.0
     _BACKOFF_JITTER = 0.1
 
+    # A borrow that waited this long is logged (INFO).
+    _SLOW_WAIT_MS = 100.0
+    # At most one log record per kind per this many seconds and pool; the next one says how
+    # many were held back. A dead server or a stampede must not flood the log.
+    _LOG_EVERY = 10.0
+
     def __init__(
-        self, connect: Callable[[], Any], config: PoolConfig, driver: Driver, *, server: str = ""
+        self,
+        connect: Callable[[], Any],
+        config: PoolConfig,
+        driver: Driver,
+        *,
+        server: str = "",
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.name = config.name or "pool"
         self.config = config
@@ -273,6 +335,17 @@ class ConnectionPool:
         self._retry_at = 0.0
         self._backoff = 0.0
         self._stats: Counter[str] = Counter()
+        self._server = server
+        self._on_event = on_event
+        self._log_gate = _LogGate()
+        self._waits = Histogram()  # getconn() until lent, or until PoolTimeout
+        self._wait_counts = self._waits.counts  # for the fast path's zero waits
+        self._holds = Histogram()  # lent until returned
+        self._connects = Histogram()  # connect() of each new connection
+        self._history = History(clock=monotonic, wall=time)
+        self._next_sample = self._history.next_due
+        self._peak_in_use = 0  # since the last history sample
+        self._peak_waiting = 0
         _pools.add(self)
 
     def __repr__(self) -> str:
@@ -294,6 +367,8 @@ class ConnectionPool:
             if self._closed:
                 self._stats[self._REQUESTS_ERRORS] += 1
                 raise self._closed_error()
+            if now >= self._next_sample:
+                self._sample(now)
             self._stats[self._REQUESTS_NUM] += 1
             record = self._idle.pop() if self._idle else None
             if (
@@ -306,6 +381,8 @@ class ConnectionPool:
                 record.borrower = borrower
                 record.stack = stack
                 self._borrowed[id(record.conn)] = record
+                self._wait_counts[0] += 1  # lent at once: a zero wait
+                self._note_in_use()
                 return record.conn
         timeout = self._timeout if timeout is None else timeout
         return self._getconn_slow(record, now, timeout, borrower, stack)
@@ -328,12 +405,16 @@ class ConnectionPool:
         stack: _Stack | None,
     ) -> Any:
         """Check the connection in hand, or get another, until a usable one is borrowed."""
+        started = now
         deadline = now + timeout
-        while True:
-            if record is not None and self._is_usable(record, now):
-                return self._mark_borrowed(record, now, borrower, stack)
+        while record is None or not self._is_usable(record, now):
             record = self._pop_idle_or_wait(deadline, timeout)
             now = monotonic()
+        lent = monotonic()
+        self._mark_borrowed(record, lent, borrower, stack, (lent - started) * 1000.0)
+        if lent - started >= self._SLOW_WAIT_MS / 1000.0:
+            self._log_slow_wait(lent - started)
+        return record.conn
 
     def _is_usable(self, record: _ConnectionRecord, now: float) -> bool:
         """Close the connection and return False if it expired or fails its check."""
@@ -348,7 +429,9 @@ class ConnectionPool:
         try:
             self._driver.ping(record.conn)
         except Exception as error:  # noqa: BLE001 - any driver error means the connection is gone
-            logger.warning(
+            self._log(
+                logging.WARNING,
+                "check",
                 "%s: dropping a connection (%.0f s old) that failed its check "
                 "after %.1f s idle: %s",
                 self._label,
@@ -358,6 +441,7 @@ class ConnectionPool:
             )
             self._distrust_older()
             self._discard(record, self._CONNECTIONS_LOST)
+            self._emit("connection_lost", {"reason": "check"})
             return False
         record.checked_at = now
         return True
@@ -368,14 +452,36 @@ class ConnectionPool:
         now: float,
         borrower: threading.Thread,
         stack: _Stack | None,
-    ) -> Any:
-        """Record the checkout of a connection in hand and return the connection."""
+        waited_ms: float,
+    ) -> None:
+        """Record the checkout of a connection in hand, and how long its borrower waited."""
         with self._lock:
+            if now >= self._next_sample:
+                self._sample(now)
             record.borrowed_at = now
             record.borrower = borrower
             record.stack = stack
             self._borrowed[id(record.conn)] = record
-        return record.conn
+            self._waits.add(waited_ms)
+            self._note_in_use()
+
+    def _note_in_use(self) -> None:
+        """Keep the peak of connections in use since the last history sample (under the lock)."""
+        in_use = self._nconns - len(self._idle)
+        if in_use > self._peak_in_use:
+            self._peak_in_use = in_use
+
+    def _log_slow_wait(self, waited: float) -> None:
+        self._log(
+            logging.INFO,
+            "slow_wait",
+            "%s: a borrow waited %.0f ms for a connection (%d/%d in use, %d waiting)",
+            self._label,
+            waited * 1000.0,
+            self.in_use(),
+            self._max_size,
+            self.waiting(),
+        )
 
     def _pop_idle_or_wait(self, deadline: float, timeout: float) -> _ConnectionRecord:
         """Take the top idle connection, or queue up and wait for one until the deadline."""
@@ -385,28 +491,42 @@ class ConnectionPool:
                 self._stats[self._REQUESTS_ERRORS] += 1
                 raise self._closed_error()
             if self._idle:
-                return self._idle.pop()
+                record = self._idle.pop()
+                self._note_in_use()
+                return record
             if self._down_since is not None and now < self._retry_at:
                 # Waiting would only run out the timeout: no connect is due before then.
                 self._stats[self._REQUESTS_ERRORS] += 1
                 raise self._unavailable_error(now)
-            waiter = self._enqueue_waiter()
-            orphans = self._pop_orphans()
+            refusal = self._refuse_if_queue_full()
+            if refusal is None:
+                waiter = self._enqueue_waiter()
+                orphans = self._pop_orphans()
+        if refusal is not None:
+            self._report_exhausted(*refusal)
+            raise refusal[0]
         self._reclaim(orphans)
         return self._wait(waiter, now, deadline, timeout)
 
+    def _refuse_if_queue_full(self) -> tuple[TooManyRequests, dict[str, Any]] | None:
+        """Count and return the refusal of a waiter past max_waiting, if full (under the lock)."""
+        if not self._max_waiting or len(self._waiting) < self._max_waiting:
+            return None
+        self._stats[self._REQUESTS_ERRORS] += 1
+        self._stats[self._REQUESTS_TOO_MANY] += 1
+        error = TooManyRequests(
+            f"{self._label}: too many requests waiting ({len(self._waiting)} waiting, "
+            f"max_waiting={self._max_waiting}, {self.in_use()}/{self.size()} in use)"
+        )
+        return error, self._exhaustion("too_many")
+
     def _enqueue_waiter(self) -> _Waiter:
-        """Queue a new waiter, or refuse it if max_waiting already wait (under the lock)."""
-        if self._max_waiting and len(self._waiting) >= self._max_waiting:
-            self._stats[self._REQUESTS_ERRORS] += 1
-            self._stats[self._REQUESTS_TOO_MANY] += 1
-            raise TooManyRequests(
-                f"{self._label}: too many requests waiting ({len(self._waiting)} waiting, "
-                f"max_waiting={self._max_waiting}, {self.in_use()}/{self.size()} in use)"
-            )
+        """Queue a new waiter and have connections opened for it if needed (under the lock)."""
         waiter = _Waiter()
         self._waiting.append(waiter)
         self._stats[self._REQUESTS_QUEUED] += 1
+        if len(self._waiting) > self._peak_waiting:
+            self._peak_waiting = len(self._waiting)
         self._grow_for_waiters()
         return waiter
 
@@ -415,18 +535,39 @@ class ConnectionPool:
     ) -> _ConnectionRecord:
         """Wait for a hand-off; raise the waiter's error, or PoolTimeout at the deadline."""
         waiter.wait(deadline - since)
-        waited = monotonic() - since
+        now = monotonic()
+        exhausted = None
         with self._lock:
-            self._stats[self._REQUESTS_WAIT_MS] += waited * 1000.0
+            if now >= self._next_sample:
+                self._sample(now)
+            self._stats[self._REQUESTS_WAIT_MS] += (now - since) * 1000.0
             if waiter.record is None and waiter.error is None:
                 self._waiting.remove(waiter)
                 self._stats[self._REQUESTS_TIMEOUTS] += 1
+                self._waits.add((now - (deadline - timeout)) * 1000.0)  # since getconn()
                 waiter.error = self._timeout_error(timeout)
+                exhausted = self._exhaustion("timeout")
             if waiter.error is not None:
                 self._stats[self._REQUESTS_ERRORS] += 1
+        if exhausted is not None:
+            self._report_exhausted(waiter.error, exhausted)
         if waiter.error is not None:
             raise waiter.error
         return waiter.record
+
+    def _exhaustion(self, error: str) -> dict[str, Any]:
+        """Describe the pool for a borrower refused with ``error`` (under the lock)."""
+        return {
+            "error": error,
+            "in_use": self.in_use(),
+            "max_size": self._max_size,
+            "waiting": len(self._waiting),
+        }
+
+    def _report_exhausted(self, error: PoolError, exhausted: dict[str, Any]) -> None:
+        """Log a borrower's PoolTimeout or TooManyRequests and tell on_event (outside the lock)."""
+        self._log(logging.WARNING, exhausted["error"], "%s", error)
+        self._emit("pool_exhausted", exhausted)
 
     # Returning
 
@@ -441,11 +582,13 @@ class ConnectionPool:
         state = self._driver.session_state(conn) if status == _IDLE else None
         now = monotonic()
         with self._lock:
+            if now >= self._next_sample:
+                self._sample(now)
             record = self._borrowed.pop(id(conn), None)
             if record is None and not self._closed:
                 raise self._not_lent_error(conn)
             if record is not None:
-                self._stats[self._USAGE_MS] += (now - record.borrowed_at) * 1000.0
+                self._holds.add((now - record.borrowed_at) * 1000.0)
                 if (
                     state == record.baseline  # so the status is IDLE, too
                     and now < record.expires_at
@@ -466,13 +609,16 @@ class ConnectionPool:
             self._discard(record)
         elif not self._reset(record, status):
             self._discard(record, self._RETURNS_BAD)
+            self._emit("connection_lost", {"reason": "broken"})
         else:
             self._give_back(record)
 
     def _reset(self, record: _ConnectionRecord, status: TxStatus) -> bool:
         """Roll back and/or discard or restore session state; return False if it failed."""
         if status == _UNKNOWN:
-            logger.warning("%s: closing a connection returned broken", self._label)
+            self._log(
+                logging.WARNING, "broken", "%s: closing a connection returned broken", self._label
+            )
             self._distrust_older()
             return False
         try:
@@ -482,7 +628,13 @@ class ConnectionPool:
                 self._driver.discard_all(record.conn)
             self._restore_session(record)
         except Exception as error:  # noqa: BLE001 - any driver error means the connection is bad
-            logger.warning("%s: closing a connection that failed reset: %s", self._label, error)
+            self._log(
+                logging.WARNING,
+                "broken",
+                "%s: closing a connection that failed reset: %s",
+                self._label,
+                error,
+            )
             return False
         return True
 
@@ -598,22 +750,26 @@ class ConnectionPool:
         now = monotonic()
         lifetime = self.config.max_lifetime * (1.0 - random.uniform(0.0, 0.1))
         record = _ConnectionRecord(conn, baseline, now, now + lifetime)
+        connect_ms = (now - started) * 1000.0
         # Only this thread connects, so only this thread changes the down state.
         if self._down_since is not None:
             self._mark_up(now)
         with self._lock:
             self._end_connect()
             self._stats[self._CONNECTIONS_NUM] += 1
-            self._stats[self._CONNECTIONS_MS] += (now - started) * 1000.0
+            self._connects.add(connect_ms)
             closed = self._closed
             if closed:
                 self._stats[self._CONNECTIONS_CLOSED] += 1
             else:
                 self._nconns += 1
                 self._return_to_waiter_or_idle(record, now)
+                self._note_in_use()
                 self._maybe_grow()
         if closed:
             self._driver.close(conn)
+        else:
+            self._emit("connection_created", {"connect_ms": connect_ms})
 
     def _fail_connect(self, error: Exception) -> None:
         """Mark the server down, and fail the waiters rather than let them time out."""
@@ -641,20 +797,27 @@ class ConnectionPool:
         """Enter or stay in the down state, schedule the next attempt, and log the failure."""
         jitter = random.uniform(1.0 - self._BACKOFF_JITTER, 1.0 + self._BACKOFF_JITTER)
         with self._lock:
-            if self._down_since is None:
+            down_since = self._down_since
+            if down_since is None:
                 self._down_since = now
                 self._backoff = self._BACKOFF_INITIAL
                 what = "connection failed, server marked down"
             else:
                 self._backoff = min(self._backoff * 2, self._BACKOFF_MAX)
-                what = f"reconnect attempt failed, server down for {now - self._down_since:.1f} s"
+                what = f"reconnect attempt failed, server down for {now - down_since:.1f} s"
             delay = min(self._backoff * jitter, self._BACKOFF_MAX)
             self._retry_at = now + delay
             self._connect_error = error
             # Idle connections may be dead too, if the server restarted.
             self._suspect_before = max(self._suspect_before, now)
-        logger.warning(
-            "%s: %s: %s; next attempt in %.2f s", self._label, what, _describe(error), delay
+        self._log(
+            logging.WARNING,
+            "reconnect" if down_since is not None else "down",
+            "%s: %s: %s; next attempt in %.2f s",
+            self._label,
+            what,
+            _describe(error),
+            delay,
         )
 
     def _mark_up(self, now: float) -> None:
@@ -663,7 +826,7 @@ class ConnectionPool:
             down_for = now - self._down_since
             self._down_since = None
             self._connect_error = None
-        logger.info("%s: server is back after %.1f s down", self._label, down_for)
+        self._log(logging.INFO, "up", "%s: server is back after %.1f s down", self._label, down_for)
 
     def _plan_retry(self, now: float) -> None:
         """Bring the next maintenance round forward to the next attempt if min_size is short."""
@@ -721,7 +884,9 @@ class ConnectionPool:
     def _reclaim(self, orphans: list[_ConnectionRecord]) -> None:
         """Close connections never given back by their exited threads, freeing their slots."""
         for record in orphans:
-            logger.warning(
+            self._log(
+                logging.WARNING,
+                "reclaim",
                 "%s: reclaiming a connection borrowed %.1f s ago by thread %r, which exited "
                 "without returning it%s",
                 self._label,
@@ -731,6 +896,7 @@ class ConnectionPool:
             )
             # Its state is unknown (maybe mid-transaction): closed, never reused.
             self._discard(record, self._CONNECTIONS_RECLAIMED)
+            self._emit("connection_lost", {"reason": "reclaimed"})
 
     def _note_leaks(self, now: float) -> list[_Leak]:
         """Count borrows held past leak_timeout, once per borrow, for logging (under the lock)."""
@@ -747,7 +913,9 @@ class ConnectionPool:
 
     def _warn_of_leaks(self, leaks: list[_Leak]) -> None:
         for thread_name, held, stack in leaks:
-            logger.warning(
+            self._log(
+                logging.WARNING,
+                "leak",
                 "%s: a connection has been borrowed for %.1f s by thread %r, past "
                 "leak_timeout=%s s%s",
                 self._label,
@@ -794,6 +962,7 @@ class ConnectionPool:
         # the fork. The child has one thread at this point; give it a lock of its own.
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
+        self._log_gate = _LogGate()
         self._closed = True
         for record in [*self._idle, *self._borrowed.values()]:
             self._driver.detach(record.conn)
@@ -825,25 +994,128 @@ class ConnectionPool:
         """Return a fresh JSON-ready dict of gauges and counters (times in integer ms)."""
         now = monotonic()
         with self._lock:
-            down_since, error = self._down_since, self._connect_error
-            snapshot = {
-                "name": self.name,
-                "pool_min": self._min_size,
-                "pool_max": self._max_size,
-                "pool_size": self.size(),
-                "pool_available": self.available(),
-                "pool_in_use": self.in_use(),
-                "requests_waiting": self.waiting(),
-                "server_down_ms": 0 if down_since is None else int((now - down_since) * 1000.0),
-                "last_connect_error": None if error is None else _describe(error),
-            }
-            for key in self._COUNTERS:
-                snapshot[key] = int(self._stats[key])
-        return snapshot
+            return self._read_stats(now)
+
+    def _read_stats(self, now: float) -> dict[str, Any]:
+        """Return the dict stats() returns (under the lock)."""
+        down_since, error = self._down_since, self._connect_error
+        stats = {
+            "name": self.name,
+            "pool_min": self._min_size,
+            "pool_max": self._max_size,
+            "pool_size": self.size(),
+            "pool_available": self.available(),
+            "pool_in_use": self.in_use(),
+            "requests_waiting": self.waiting(),
+            "server_down_ms": 0 if down_since is None else int((now - down_since) * 1000.0),
+            "last_connect_error": None if error is None else _describe(error),
+            "connections_ms": int(self._connects.sum_ms),
+            "usage_ms": int(self._holds.sum_ms),
+        }
+        for key in self._COUNTERS:
+            stats[key] = int(self._stats[key])
+        return stats
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return a fresh JSON-ready dict: config, stats, latency histograms, last hour."""
+        now = monotonic()
+        with self._lock:
+            if now >= self._next_sample:
+                self._sample(now)
+            stats = self._read_stats(now)
+            # Copies: the percentiles and dicts are worked out after the lock is released.
+            waits, holds, connects = self._waits.copy(), self._holds.copy(), self._connects.copy()
+            rows = self._history.rows()
+        return {
+            "name": self.name,
+            "pid": self._pid,
+            "host": socket.gethostname(),
+            "server": self._server,
+            "taken_at": time(),
+            "config": {key: getattr(self.config, key) for key in _CONFIG_KEYS},
+            "stats": stats,
+            "wait_ms": waits.summary(),
+            "hold_ms": holds.summary(),
+            "connect_ms": connects.summary(),
+            "history": {"interval_s": self._history.interval_s, "points": to_points(rows)},
+        }
 
     def _count(self, counter: str) -> None:
         with self._lock:
             self._stats[counter] += 1
+
+    # History (sampled lazily: by borrows, returns, snapshots and the maintenance thread)
+
+    def _sample_history(self) -> None:
+        """Close the history slots that have ended (maintenance thread)."""
+        now = monotonic()
+        with self._lock:
+            if now >= self._next_sample:
+                self._sample(now)
+
+    def _sample(self, now: float) -> None:
+        """Close the history slots ended by ``now`` (under the lock, past _next_sample)."""
+        in_use, waiting = self.in_use(), len(self._waiting)
+        activity = Activity(
+            in_use_peak=max(self._peak_in_use, in_use),
+            waiting_peak=max(self._peak_waiting, waiting),
+            in_use=in_use,
+            idle=len(self._idle),
+            waiting=waiting,
+            totals=self._totals(),
+            waits=self._wait_counts,
+        )
+        self._history.sample(now, activity)
+        self._next_sample = self._history.next_due
+        self._peak_in_use, self._peak_waiting = in_use, waiting
+
+    def _totals(self) -> dict[str, float]:
+        """Return the cumulative counts History.sample() takes (under the lock)."""
+        stats = self._stats
+        return {
+            "requests": stats[self._REQUESTS_NUM],
+            "timeouts": stats[self._REQUESTS_TIMEOUTS],
+            "too_many": stats[self._REQUESTS_TOO_MANY],
+            "errors": stats[self._REQUESTS_ERRORS],
+            "lost": stats[self._CONNECTIONS_LOST],
+            "returns_bad": stats[self._RETURNS_BAD],
+            "reclaimed": stats[self._CONNECTIONS_RECLAIMED],
+            "leaked": stats[self._CONNECTIONS_LEAKED],
+            "returns": self._holds.count,
+            "hold_ms": self._holds.sum_ms,
+        }
+
+    # Events and logging (outside the lock)
+
+    def _emit(self, event: str, info: dict[str, Any]) -> None:
+        """Call on_event; log what it raises, never let it reach the pool's caller."""
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event, info)
+        except Exception:  # noqa: BLE001 - a receiver's bug must not fail a borrow
+            self._log(
+                logging.ERROR,
+                "on_event",
+                "%s: on_event(%r) failed",
+                self._label,
+                event,
+                exc_info=True,
+            )
+
+    def _log(self, level: int, kind: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        """Log, unless a record of this kind was logged less than _LOG_EVERY seconds ago."""
+        if not logger.isEnabledFor(level):
+            return
+        admitted = self._log_gate.admit(kind, monotonic(), self._LOG_EVERY)
+        if admitted is None:
+            return
+        held, since = admitted
+        if held:
+            message += " (%d similar suppressed in the last %.0f s)"
+            args += (held, since)
+        # stacklevel: the record names the pool method that logged, not this one.
+        logger.log(level, message, *args, exc_info=exc_info, stacklevel=2)
 
     # Errors
 

@@ -198,3 +198,23 @@ def in_child(report: Callable[[], object], timeout: float = 10.0) -> object:
         os.waitpid(child, 0)
     assert data, "the child hung, or failed before reporting"
     return json.loads(data)
+
+
+class FakeClock:
+    """A monotonic and a wall clock that move only when told to."""
+
+    def __init__(self, wall: float = 1_700_000_000.0) -> None:
+        # Starts where the real monotonic clock is, so that deadlines a pool computes with
+        # it are never in the past of the real maintenance thread (no busy rounds).
+        self.now = time.monotonic()
+        self.wall = wall
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.wall += seconds

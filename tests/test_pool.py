@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 import threading
 import time
 import weakref
@@ -23,9 +25,11 @@ from django_pool.errors import (
     TooManyRequests,
 )
 from django_pool.pool import ConnectionPool
+from django_pool.stats import History
 
 from .fakes import (
     DEFAULT_SESSION,
+    FakeClock,
     FakeConnect,
     FakeConnection,
     FakeDriver,
@@ -46,10 +50,11 @@ def make_pool(connect):
     """Make pools on the ``connect`` fixture (min_size=0 unless given); close them all after."""
     pools = []
 
-    def make(server="", **options):
+    def make(server="", on_event=None, **options):
         options.setdefault("name", "test")
         options.setdefault("min_size", 0)
-        pool = ConnectionPool(connect, PoolConfig(**options), FakeDriver(), server=server)
+        config = PoolConfig(**options)
+        pool = ConnectionPool(connect, config, FakeDriver(), server=server, on_event=on_event)
         pools.append(pool)
         return pool
 
@@ -377,7 +382,19 @@ def test_never_more_than_max_size_open_or_opening(make_pool, connect):
     connect.delay = 0.01
     pool = make_pool(max_size=3)
     results = []
-    threads = [borrow_in_thread(pool, results, timeout=0.3) for _ in range(10)]
+    release = threading.Event()
+
+    def borrow_and_hold():
+        try:
+            results.append(pool.getconn(timeout=0.3))
+        except PoolTimeout as error:
+            results.append(error)
+        # Alive till the end: an exited borrower's connection would be reclaimed and replaced.
+        release.wait(5)
+
+    threads = [start(borrow_and_hold) for _ in range(10)]
+    assert wait_until(lambda: len(results) == 10)
+    release.set()
     for thread in threads:
         thread.join(5)
     assert connect.max_open == 3
@@ -452,6 +469,7 @@ def test_reconnect_attempts_back_off_up_to_the_cap_and_recover(
 ):
     monkeypatch.setattr(ConnectionPool, "_BACKOFF_INITIAL", 0.05)
     monkeypatch.setattr(ConnectionPool, "_BACKOFF_MAX", 0.2)
+    monkeypatch.setattr(ConnectionPool, "_LOG_EVERY", 0.0)  # every attempt's record, here
     connect.switch_off()
     pool = make_pool(name="backoff", min_size=1)
     with caplog.at_level(logging.INFO, logger="django_pool"):
@@ -1034,3 +1052,465 @@ def test_forked_child_detaches_every_inherited_connection(make_pool):
     assert not held.detached and not idle.detached
     assert pool.getconn() is idle
     pool.putconn(held)
+
+
+# Snapshots: histograms and history
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Drive the pool's clocks by hand: waits, holds and history slots take exact times."""
+    clock = FakeClock()
+    monkeypatch.setattr(pool_module, "monotonic", clock.monotonic)
+    monkeypatch.setattr(pool_module, "time", clock.time)
+    return clock
+
+
+def wait_in_thread(pool, clock, seconds):
+    """Have a thread queue for a connection, then give it one ``seconds`` later (fake time).
+
+    The thread returns it at once: one borrow waited exactly ``seconds``, then held it 0 s.
+    """
+    held = pool.getconn()
+    waiter = start(lambda: pool.putconn(pool.getconn(timeout=10)))
+    assert wait_until(lambda: pool.waiting() == 1)
+    clock.advance(seconds)
+    pool.putconn(held)
+    waiter.join(5)
+    assert not waiter.is_alive()
+
+
+def test_snapshot_has_every_section_json_ready(make_pool):
+    pool = make_pool(name="default", server="host=db dbname=shop", max_size=3, leak_timeout=30)
+    pool.putconn(pool.getconn())
+    before = time.time()
+    snapshot = pool.snapshot()
+    assert json.loads(json.dumps(snapshot)) == snapshot
+    assert list(snapshot) == [
+        "name",
+        "pid",
+        "host",
+        "server",
+        "taken_at",
+        "config",
+        "stats",
+        "wait_ms",
+        "hold_ms",
+        "connect_ms",
+        "history",
+    ]
+    assert (snapshot["name"], snapshot["server"]) == ("default", "host=db dbname=shop")
+    assert snapshot["pid"] == os.getpid()
+    assert snapshot["host"] == socket.gethostname()
+    assert before <= snapshot["taken_at"] <= time.time()
+    assert snapshot["config"] == {
+        "min_size": 0,
+        "max_size": 3,
+        "timeout": 10.0,
+        "max_waiting": 0,
+        "max_lifetime": 3600.0,
+        "max_idle": 600.0,
+        "check": 1.0,
+        "reset": "rollback",
+        "leak_timeout": 30,
+    }
+    stats = pool.stats()
+    assert snapshot["stats"] == stats
+    for key in ("wait_ms", "hold_ms", "connect_ms"):
+        assert set(snapshot[key]) == {"count", "sum", "p50", "p95", "p99", "buckets"}
+        assert snapshot[key]["buckets"][-1] == ["+Inf", snapshot[key]["count"]]
+    assert snapshot["connect_ms"]["count"] == stats["connections_num"] == 1
+    assert snapshot["history"] == {"interval_s": 10, "points": []}
+
+
+def test_snapshot_is_a_fresh_dict(make_pool):
+    pool = make_pool()
+    first = pool.snapshot()
+    first["stats"]["requests_num"] = 99
+    first["wait_ms"]["buckets"].clear()
+    second = pool.snapshot()
+    assert second["stats"]["requests_num"] == 0
+    assert len(second["wait_ms"]["buckets"]) == len(first["hold_ms"]["buckets"])
+
+
+def test_wait_percentiles_come_from_known_waits(make_pool, clock):
+    pool = make_pool(max_size=1, check="never")
+    for _ in range(16):
+        pool.putconn(pool.getconn())  # lent at once: zero waits (the first one too, in fake time)
+    for _ in range(2):
+        wait_in_thread(pool, clock, 0.2)  # one zero wait, one of 200 ms
+    waits = pool.snapshot()["wait_ms"]
+    assert waits["count"] == 20 == pool.stats()["requests_num"]
+    assert waits["sum"] == pytest.approx(400.0)
+    assert waits["buckets"][0] == [0.0, 18]  # the fast path's zero bucket
+    assert waits["p50"] == 0.0
+    # Rank 19 of 20 is the first of the two 200 ms waits in (100, 250]: halfway through it.
+    assert waits["p95"] == pytest.approx(175.0)
+    assert waits["p99"] == pytest.approx(235.0)
+
+
+@pytest.mark.timing
+def test_wait_percentiles_of_real_waits(make_pool):
+    pool = make_pool(max_size=1)
+    pool.putconn(pool.getconn())
+    for _ in range(8):
+        pool.putconn(pool.getconn())
+    for _ in range(2):
+        held = pool.getconn()
+        results = []
+        waiter = borrow_in_thread(pool, results, timeout=10)
+        assert wait_until(lambda: pool.waiting() == 1)
+        time.sleep(0.3)
+        pool.putconn(held)
+        waiter.join(5)
+        pool.putconn(results[0])
+    waits = pool.snapshot()["wait_ms"]
+    assert waits["count"] == 13
+    assert waits["p50"] == 0.0
+    assert 250.0 <= waits["p95"] <= 2500.0
+    assert waits["sum"] >= 600.0
+
+
+def test_a_timeout_counts_as_a_wait_of_its_length(make_pool):
+    pool = make_pool(max_size=1)
+    held = pool.getconn()
+    with pytest.raises(PoolTimeout):
+        pool.getconn(timeout=0.05)
+    waits = pool.snapshot()["wait_ms"]
+    assert waits["count"] == 2
+    assert 50.0 <= waits["sum"] < 2000.0
+    pool.putconn(held)
+
+
+def test_hold_times_are_measured_from_borrow_to_return(make_pool, clock):
+    pool = make_pool(check="never")
+    for hold in (0.007, 0.03, 0.03, 2.0):
+        conn = pool.getconn()
+        clock.advance(hold)
+        pool.putconn(conn)
+    holds = pool.snapshot()["hold_ms"]
+    assert (holds["count"], holds["sum"]) == (4, pytest.approx(2067.0))
+    assert dict(holds["buckets"])[10.0] == 1
+    assert dict(holds["buckets"])[50.0] == 3
+    assert 1000.0 < holds["p99"] <= 2500.0
+    assert pool.stats()["usage_ms"] == 2067
+
+
+@pytest.mark.timing
+def test_connect_times_are_measured(make_pool, connect):
+    connect.delay = 0.03
+    pool = make_pool()
+    pool.putconn(pool.getconn())
+    connects = pool.snapshot()["connect_ms"]
+    assert connects["count"] == 1
+    assert 30.0 <= connects["sum"] < 1000.0
+    assert 25.0 <= connects["p50"] <= 1000.0
+    assert pool.stats()["connections_ms"] == int(connects["sum"])
+
+
+def test_history_has_a_point_per_10_s_with_peaks_and_rates(make_pool, clock):
+    pool = make_pool(max_size=4, check="never")
+    held = hold_all(pool, 3)
+    for conn in held:
+        pool.putconn(conn)
+    for _ in range(7):
+        pool.putconn(pool.getconn())
+    clock.advance(10)
+    pool.putconn(pool.getconn())  # starts the next slot: the first one is closed
+    (point,) = pool.snapshot()["history"]["points"]
+    assert point["t"] == int(clock.wall) - 10
+    # Each of the first three borrows waited for its connection to be opened.
+    assert (point["in_use"], point["idle"], point["waiting"]) == (3, 3, 1)
+    assert point["borrows_per_s"] == 1.0  # 10 borrows in 10 s
+    assert (point["wait_p95_ms"], point["hold_ms"]) == (0.0, 0.0)
+    assert point["timeouts"] == point["errors"] == point["lost"] == 0
+
+
+def test_history_counts_waiters_and_timeouts_in_their_slot(make_pool, clock):
+    pool = make_pool(max_size=1, check="never")
+    for _ in range(8):
+        pool.putconn(pool.getconn())
+    wait_in_thread(pool, clock, 0.5)
+    held = pool.getconn()
+    with pytest.raises(PoolTimeout):
+        pool.getconn(timeout=0.01)
+    pool.putconn(held)
+    clock.advance(10)
+    points = pool.snapshot()["history"]["points"]
+    assert len(points) == 1
+    assert (points[0]["waiting"], points[0]["timeouts"], points[0]["errors"]) == (1, 1, 1)
+    assert points[0]["in_use"] == 1
+    # 12 waits: 11 of 0 ms (the timeout's too, in fake time) and one of 500 ms.
+    assert 250.0 < points[0]["wait_p95_ms"] <= 500.0
+
+
+def test_history_fills_quiet_slots(make_pool, clock):
+    pool = make_pool(check="never")
+    pool.putconn(pool.getconn())
+    clock.advance(10 * 5 + 1)
+    points = pool.snapshot()["history"]["points"]
+    assert len(points) == 5
+    assert [point["t"] for point in points] == [int(clock.wall) - 51 + 10 * n for n in range(5)]
+    assert [point["borrows_per_s"] for point in points] == [0.1, 0.0, 0.0, 0.0, 0.0]
+    assert [point["in_use"] for point in points] == [1, 0, 0, 0, 0]
+    assert all(point["idle"] == 1 for point in points)
+
+
+def test_history_keeps_the_last_hour(make_pool, clock):
+    pool = make_pool(check="never")
+    for _ in range(400):
+        pool.putconn(pool.getconn())
+        clock.advance(10)
+    points = pool.snapshot()["history"]["points"]
+    assert len(points) == 360
+    assert all(point["borrows_per_s"] == 0.1 for point in points)
+    assert points[-1]["t"] - points[0]["t"] == 3590
+
+
+def test_history_counts_lost_connections(make_pool, clock):
+    pool = make_pool(check="always")
+    conn = pool.getconn()
+    conn.fail_ping = True
+    pool.putconn(conn)
+    pool.putconn(pool.getconn())
+    broken = pool.getconn()
+    broken.status = TxStatus.UNKNOWN
+    pool.putconn(broken)
+    clock.advance(10)
+    (point,) = pool.snapshot()["history"]["points"]
+    assert (point["lost"], point["returns_bad"], point["reclaimed"]) == (1, 1, 0)
+
+
+def test_the_maintenance_thread_closes_slots_of_an_unused_pool(make_pool):
+    pool = make_pool()
+    pool.putconn(pool.getconn())  # joins the maintenance thread's rounds
+    with pool._lock:
+        pool._history = History(interval_s=0.05)
+        pool._next_sample = pool._history.next_due
+    assert wait_until(lambda: len(pool._history.rows()) >= 3)
+
+
+def test_fast_path_costs_no_history_work_between_samples(make_pool, clock, monkeypatch):
+    pool = make_pool()
+    pool.putconn(pool.getconn())
+    samples = []
+    monkeypatch.setattr(ConnectionPool, "_sample", lambda pool, now: samples.append(now))
+    for _ in range(100):
+        pool.putconn(pool.getconn())
+    assert samples == []
+
+
+# Events
+
+
+@pytest.fixture
+def events():
+    return []
+
+
+@pytest.fixture
+def make_watched_pool(make_pool, events):
+    """Make pools whose on_event records (event, info, whether the pool's lock was free)."""
+
+    def make(**options):
+        def on_event(event, info):
+            free = pool._lock.acquire(timeout=1)
+            if free:
+                pool._lock.release()
+            events.append((event, info, free))
+
+        pool = make_pool(on_event=on_event, **options)
+        return pool
+
+    return make
+
+
+def test_a_new_connection_is_an_event(make_watched_pool, events, connect):
+    connect.delay = 0.01
+    pool = make_watched_pool()
+    pool.putconn(pool.getconn())
+    assert wait_until(lambda: len(events) == 1)
+    ((event, info, free),) = events
+    assert (event, list(info), free) == ("connection_created", ["connect_ms"], True)
+    assert 10.0 <= info["connect_ms"] < 5000.0
+
+
+def test_the_fast_path_sends_no_event(make_watched_pool, events):
+    pool = make_watched_pool()
+    pool.putconn(pool.getconn())
+    assert wait_until(lambda: len(events) == 1)
+    for _ in range(100):
+        pool.putconn(pool.getconn())
+    assert len(events) == 1
+
+
+def test_a_connection_failing_its_check_is_an_event(make_watched_pool, events):
+    pool = make_watched_pool(check="always")
+    conn = pool.getconn()
+    conn.fail_ping = True
+    pool.putconn(conn)
+    pool.putconn(pool.getconn())
+    assert ("connection_lost", {"reason": "check"}, True) in events
+
+
+@pytest.mark.parametrize("fault", ["unknown status", "failed rollback"])
+def test_a_connection_returned_broken_is_an_event(make_watched_pool, events, fault):
+    pool = make_watched_pool()
+    conn = pool.getconn()
+    if fault == "unknown status":
+        conn.status = TxStatus.UNKNOWN
+    else:
+        conn.status, conn.fail_rollback = TxStatus.INERROR, True
+    pool.putconn(conn)
+    assert ("connection_lost", {"reason": "broken"}, True) in events
+
+
+def test_a_reclaimed_connection_is_an_event(make_watched_pool, events):
+    pool = make_watched_pool(max_size=1)
+    start(pool.getconn).join(5)
+    pool.putconn(pool.getconn(timeout=5))
+    assert ("connection_lost", {"reason": "reclaimed"}, True) in events
+
+
+def test_a_timeout_is_an_exhausted_event(make_watched_pool, events):
+    pool = make_watched_pool(max_size=1)
+    held = pool.getconn()
+    with pytest.raises(PoolTimeout):
+        pool.getconn(timeout=0.01)
+    info = {"error": "timeout", "in_use": 1, "max_size": 1, "waiting": 0}
+    assert events[-1] == ("pool_exhausted", info, True)
+    pool.putconn(held)
+
+
+def test_a_refusal_is_an_exhausted_event(make_watched_pool, events):
+    pool = make_watched_pool(max_size=1, max_waiting=1)
+    held = pool.getconn()
+    results = []
+    waiter = borrow_in_thread(pool, results, timeout=5)
+    assert wait_until(lambda: pool.waiting() == 1)
+    with pytest.raises(TooManyRequests):
+        pool.getconn()
+    info = {"error": "too_many", "in_use": 1, "max_size": 1, "waiting": 1}
+    assert events[-1] == ("pool_exhausted", info, True)
+    pool.putconn(held)
+    waiter.join(5)
+
+
+def test_a_failing_on_event_is_logged_and_ignored(make_pool, caplog):
+    def on_event(event, info):
+        raise RuntimeError("receiver bug")
+
+    pool = make_pool(name="default", max_size=1, on_event=on_event)
+    with caplog.at_level(logging.ERROR, logger="django_pool"):
+        held = pool.getconn()
+        assert wait_until(lambda: caplog.records)  # connection_created, from another thread
+        with pytest.raises(PoolTimeout):
+            pool.getconn(timeout=0.01)
+    pool.putconn(held)
+    assert pool.getconn() is held
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1  # the second failure (pool_exhausted) was rate-limited
+    assert "pool 'default': on_event('connection_created') failed" in errors[0].getMessage()
+    assert "RuntimeError: receiver bug" in caplog.text
+
+
+# Logging, rate-limited per pool and per kind
+
+
+def test_a_slow_wait_is_logged_at_info(make_pool, clock, caplog):
+    pool = make_pool(name="default", max_size=1, check="never")
+    pool.putconn(pool.getconn())
+    with caplog.at_level(logging.INFO, logger="django_pool"):
+        wait_in_thread(pool, clock, 0.099)
+        wait_in_thread(pool, clock, 0.15)
+    slow = [r for r in caplog.records if "waited" in r.getMessage()]
+    assert [r.levelno for r in slow] == [logging.INFO]
+    assert slow[0].getMessage() == (
+        "pool 'default': a borrow waited 150 ms for a connection (1/1 in use, 0 waiting)"
+    )
+    assert slow[0].funcName == "_log_slow_wait"
+
+
+def test_a_timeout_is_logged_as_a_warning(make_pool, caplog):
+    pool = make_pool(name="default", max_size=1)
+    held = pool.getconn()
+    with caplog.at_level(logging.WARNING, logger="django_pool"), pytest.raises(PoolTimeout):
+        pool.getconn(timeout=0.01)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("pool 'default': couldn't get a connection after 0.01 s")
+    assert record.funcName == "_report_exhausted"
+    pool.putconn(held)
+
+
+def return_broken(pool):
+    conn = pool.getconn()
+    conn.status = TxStatus.UNKNOWN
+    pool.putconn(conn)
+
+
+def test_records_of_a_kind_are_rate_limited_and_the_next_one_counts_the_rest(
+    make_pool, clock, caplog
+):
+    pool = make_pool(name="default")
+    with caplog.at_level(logging.WARNING, logger="django_pool"):
+        for _ in range(38):
+            return_broken(pool)
+        clock.advance(9.9)
+        return_broken(pool)
+        assert len(caplog.records) == 1
+        clock.advance(0.1)
+        return_broken(pool)
+    first, second = (record.getMessage() for record in caplog.records)
+    assert first == "pool 'default': closing a connection returned broken"
+    assert second == (
+        "pool 'default': closing a connection returned broken "
+        "(38 similar suppressed in the last 10 s)"
+    )
+    assert pool.stats()["returns_bad"] == 40
+
+
+def test_rate_limits_are_per_kind_and_per_pool(make_pool, caplog):
+    one, two = make_pool(name="one", max_size=1), make_pool(name="two")
+    with caplog.at_level(logging.WARNING, logger="django_pool"):
+        return_broken(two)
+        return_broken(two)  # held back: same pool, same kind
+        held = one.getconn()
+        with pytest.raises(PoolTimeout):
+            one.getconn(timeout=0.01)  # another kind
+        one.putconn(held)
+        return_broken(one)  # another pool
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "pool 'two': closing a connection returned broken",
+        "pool 'one': couldn't get a connection after 0.01 s (1/1 in use, 0 waiting, max_size=1)",
+        "pool 'one': closing a connection returned broken",
+    ]
+
+
+def test_reconnect_failures_are_rate_limited(make_pool, connect, monkeypatch, caplog):
+    monkeypatch.setattr(ConnectionPool, "_BACKOFF_INITIAL", 0.01)
+    monkeypatch.setattr(ConnectionPool, "_BACKOFF_MAX", 0.02)
+    connect.switch_off()
+    pool = make_pool(name="down", min_size=1)
+    with caplog.at_level(logging.INFO, logger="django_pool"):
+        with pytest.raises(FakeError):
+            pool.getconn()
+        assert wait_until(lambda: connect.attempts >= 10)
+        connect.switch_on()
+        assert wait_until(lambda: pool.available() == 1)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 3
+    assert "server marked down" in messages[0]
+    assert "reconnect attempt failed" in messages[1]
+    assert "server is back after" in messages[2]
+
+
+def test_nothing_is_counted_for_a_level_nobody_logs(make_pool, caplog):
+    pool = make_pool(name="default")
+    with caplog.at_level(logging.ERROR, logger="django_pool"):
+        return_broken(pool)
+    with caplog.at_level(logging.WARNING, logger="django_pool"):
+        return_broken(pool)
+    (record,) = caplog.records
+    assert record.getMessage() == "pool 'default': closing a connection returned broken"
