@@ -19,6 +19,7 @@ from ... import registry
 from ...config import PoolConfig
 from ...drivers import driver_for
 from ...pool import ConnectionPool
+from ...signals import EventSender
 from .creation import DatabaseCreation
 
 
@@ -119,7 +120,13 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             config = replace(config, check="always")
         connector = PhysicalConnector(self.settings_dict, self.alias)
         driver = driver_for(self.Database, setup=connector.setup)
-        return ConnectionPool(connector, config, driver, server=describe_server(self.settings_dict))
+        return ConnectionPool(
+            connector,
+            config,
+            driver,
+            server=describe_server(self.settings_dict),
+            on_event=EventSender(type(self), self.alias),
+        )
 
     def close_pool(self) -> None:
         """Close this process's pool for the alias; safe to call twice."""
