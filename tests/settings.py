@@ -12,11 +12,16 @@ STATIC_URL = "static/"
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
     "django_pool",
     "tests.testapp",
 ]
 
-MIDDLEWARE = []
+# Sessions and auth let the endpoint tests log users in; they touch no table unless used.
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
 
 DATABASES = {
     "default": database_settings(

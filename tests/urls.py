@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from tests import views
 
@@ -9,4 +9,5 @@ urlpatterns = [
     path("atomic/", views.atomic_request),
     path("set-time-zone/", views.set_time_zone),
     path("time-zone/", views.time_zone),
+    path("pool/", include("django_pool.urls")),
 ]
