@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
+from .conf import CONFIG_DEFAULTS, get_config
 from .config import validate_options
 
 ENGINE = "django_pool.backends.postgresql"
@@ -93,3 +96,83 @@ def check_pool_connections(app_configs=None, databases=None, **kwargs) -> list[E
         finally:
             connection.close()
     return errors
+
+
+def _number_errors(config: dict) -> list[Error]:
+    errors = []
+    for key in ("RETRY_AFTER", "PUBLISH_INTERVAL", "PUBLISH_TTL"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            errors.append(
+                Error(
+                    f"DJANGO_POOL[{key!r}] must be a positive number of seconds, got {value!r}.",
+                    hint=f"Set it to a number > 0, or remove it for the default "
+                    f"({CONFIG_DEFAULTS[key]}).",
+                    id="django_pool.E008",
+                )
+            )
+    return errors
+
+
+def _cache_errors(config: dict) -> list[Error | Warning]:
+    name = config["CACHE"]
+    if name is None:
+        return []
+    if name not in getattr(settings, "CACHES", {}):
+        return [
+            Error(
+                f"DJANGO_POOL['CACHE'] names the cache {name!r}, which settings.CACHES lacks.",
+                hint="Name a cache from settings.CACHES that every process reaches (Redis, "
+                "Memcached, a shared file cache), or set it to None to turn publishing off.",
+                id="django_pool.E009",
+            )
+        ]
+    if config["PUBLISH_TTL"] < config["PUBLISH_INTERVAL"]:
+        return [
+            Warning(
+                f"DJANGO_POOL['PUBLISH_TTL'] ({config['PUBLISH_TTL']}) is shorter than "
+                f"PUBLISH_INTERVAL ({config['PUBLISH_INTERVAL']}): processes drop out of the "
+                "all-processes view between two publications.",
+                hint="Make PUBLISH_TTL about three times PUBLISH_INTERVAL.",
+                id="django_pool.W001",
+            )
+        ]
+    return []
+
+
+def _metrics_warnings(config: dict) -> list[Warning]:
+    if not config["METRICS"] or importlib.util.find_spec("prometheus_client") is not None:
+        return []
+    return [
+        Warning(
+            "DJANGO_POOL['METRICS'] is on but prometheus_client is not installed: "
+            "metrics/ answers 501.",
+            hint="pip install 'django-pool[metrics]'",
+            id="django_pool.W002",
+        )
+    ]
+
+
+@register()
+def check_app_settings(app_configs=None, **kwargs) -> list[Error | Warning]:
+    """Report unknown or bad DJANGO_POOL settings."""
+    user = getattr(settings, "DJANGO_POOL", {})
+    if not isinstance(user, dict):
+        return [
+            Error(
+                f"DJANGO_POOL must be a dict, got {type(user).__name__}.",
+                hint="Set DJANGO_POOL = {...} with the keys from django_pool's README.",
+                id="django_pool.E007",
+            )
+        ]
+    unknown = sorted(set(user) - set(CONFIG_DEFAULTS))
+    errors = [
+        Error(
+            f"Unknown DJANGO_POOL setting {key!r}.",
+            hint=f"Known settings: {', '.join(CONFIG_DEFAULTS)}.",
+            id="django_pool.E007",
+        )
+        for key in unknown
+    ]
+    config = get_config()
+    return errors + _number_errors(config) + _cache_errors(config) + _metrics_warnings(config)

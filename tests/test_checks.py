@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from django_pool.checks import ENGINE, check_pool_settings
+from django_pool.checks import ENGINE, check_app_settings, check_pool_settings
 
 pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 
@@ -72,3 +72,40 @@ def test_registered_with_manage_py_check():
         pytest.raises(SystemCheckError, match="django_pool.E003"),
     ):
         call_command("check")
+
+
+def app_ids(settings, **config) -> list[str]:
+    settings.DJANGO_POOL = config
+    errors = check_app_settings()
+    for error in errors:
+        assert error.hint, f"{error.id} must say how to fix it"
+    return [error.id for error in errors]
+
+
+def test_app_settings_defaults_pass(settings):
+    assert app_ids(settings) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"CACHES": "default"}, ["django_pool.E007"]),
+        ({"RETRY_AFTER": 0}, ["django_pool.E008"]),
+        ({"PUBLISH_INTERVAL": "10"}, ["django_pool.E008"]),
+        ({"CACHE": "nowhere"}, ["django_pool.E009"]),
+        ({"CACHE": "default", "PUBLISH_TTL": 5, "PUBLISH_INTERVAL": 10}, ["django_pool.W001"]),
+    ],
+)
+def test_bad_app_settings(settings, config, expected):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert app_ids(settings, **config) == expected
+
+
+def test_app_settings_must_be_a_dict(settings):
+    settings.DJANGO_POOL = ["CACHE"]
+    assert [error.id for error in check_app_settings()] == ["django_pool.E007"]
+
+
+def test_metrics_without_prometheus_client_warns(settings, monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert app_ids(settings, METRICS=True) == ["django_pool.W002"]

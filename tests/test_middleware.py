@@ -13,21 +13,25 @@ OVERLOAD = ["django_pool.middleware.PoolOverloadMiddleware"]
 
 
 @pytest.fixture
-def saturated(transactional_db, monkeypatch):
+def saturated(transactional_db):
     """Make the default pool 2 connections with a 0.2 s timeout, both borrowed elsewhere."""
     default = connections["default"]
+    options = default.settings_dict["OPTIONS"]
+    configured = options["pool"]
     default.close()
-    small = {"min_size": 0, "max_size": 2, "timeout": 0.2}
-    monkeypatch.setitem(default.settings_dict["OPTIONS"], "pool", small)
     default.close_pool()
+    options["pool"] = {"min_size": 0, "max_size": 2, "timeout": 0.2}
     holders = [default.copy() for _ in range(2)]
-    for holder in holders:
-        holder.ensure_connection()
-    yield
-    for holder in holders:
-        holder.close()
-    default.close()
-    default.close_pool()  # the next use builds the pool from the restored options
+    try:
+        for holder in holders:
+            holder.ensure_connection()
+        yield
+    finally:
+        for holder in holders:
+            holder.close()
+        default.close()
+        options["pool"] = configured
+        default.close_pool()  # the next use builds the pool from the configured options
 
 
 def test_saturated_pool_answers_503_with_retry_after(saturated, settings):
