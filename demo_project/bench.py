@@ -3,17 +3,24 @@
 Run ``python -m demo_project.bench`` (``make bench``). It prints µs per borrow + return on one
 thread and on 8 threads sharing 4 connections, for the raw pools and at Django's level
 (``connection.ensure_connection(); connection.close()``) beside Django's native pool.
+``BENCH_COMPARE=<git revision>`` adds a row for our pool core as it was at that revision,
+measured in the same run.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from demo_project.devdb import database_settings
+from demo_project.devdb import ROOT, database_settings
 
 DB_NAME = "django_pool_bench"
 THREADS, CONNECTIONS = 8, 4
@@ -49,6 +56,37 @@ def conninfo(settings: dict) -> dict:
     return params
 
 
+def package_at_revision(revision: str):
+    """Import django_pool's top-level modules as they were at ``revision``, as another package."""
+    files = subprocess.run(
+        ["git", "ls-tree", "--name-only", revision, "django_pool/"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    name = f"django_pool_at_{revision.replace('-', '_')}"
+    package = Path(tempfile.mkdtemp()) / name
+    package.mkdir()
+    for path in files:
+        if path.endswith(".py"):
+            source = subprocess.run(
+                ["git", "show", f"{revision}:{path}"], cwd=ROOT, check=True, capture_output=True
+            ).stdout
+            (package / Path(path).name).write_bytes(source)
+    sys.path.insert(0, str(package.parent))
+    return name
+
+
+def our_pool(package: str, connect: Callable, name: str) -> tuple:
+    """Return (getconn, putconn, close) of a 4-connection pool from ``package`` (any revision)."""
+    config = importlib.import_module(f"{package}.config").PoolConfig
+    driver = importlib.import_module(f"{package}.drivers").Psycopg2Driver()
+    pool_class = importlib.import_module(f"{package}.pool").ConnectionPool
+    pool = pool_class(connect, config(min_size=4, max_size=4, name=name), driver)
+    return pool.getconn, pool.putconn, pool.close
+
+
 def raw_pools(params: dict) -> dict[str, tuple]:
     """Return name -> (getconn, putconn, close) for each raw pool, sized to 4 connections."""
     import psycopg
@@ -56,17 +94,16 @@ def raw_pools(params: dict) -> dict[str, tuple]:
     import psycopg2.pool
     import psycopg_pool
 
-    from django_pool.config import PoolConfig
-    from django_pool.drivers import Psycopg2Driver
-    from django_pool.pool import ConnectionPool
-
     def connect():
         conn = psycopg2.connect(**params)
         conn.autocommit = True
         return conn
 
-    config = PoolConfig(min_size=4, max_size=4, name="bench")
-    ours = ConnectionPool(connect, config, Psycopg2Driver())
+    pools = {"django_pool (psycopg2)": our_pool("django_pool", connect, "bench")}
+    revision = os.environ.get("BENCH_COMPARE")
+    if revision:
+        old = package_at_revision(revision)
+        pools[f"django_pool at {revision} (psycopg2)"] = our_pool(old, connect, "old")
     # ThreadedConnectionPool raises instead of waiting when empty; a semaphore makes it wait.
     threaded = psycopg2.pool.ThreadedConnectionPool(4, 4, **params)
     gate = threading.BoundedSemaphore(CONNECTIONS)
@@ -88,7 +125,7 @@ def raw_pools(params: dict) -> dict[str, tuple]:
     )
     native.wait()
     return {
-        "django_pool (psycopg2)": (ours.getconn, ours.putconn, ours.close),
+        **pools,
         "psycopg2 ThreadedConnectionPool + semaphore": (
             threaded_get,
             threaded_put,

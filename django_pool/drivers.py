@@ -124,7 +124,7 @@ class PsycopgDriver:
         return tuple(map(parameter_status, REPORTED_SETTINGS))
 
     def restore_session(self, conn: Any, baseline: tuple) -> None:
-        current = self.session_state(conn)
+        current = self._current_settings(conn)
         changed = [
             (name, value)
             for name, value, now in zip(REPORTED_SETTINGS, baseline, current, strict=True)
@@ -146,6 +146,9 @@ class PsycopgDriver:
         finally:
             if not autocommit:
                 conn.autocommit = False
+
+    def _current_settings(self, conn: Any) -> tuple:
+        return self.session_state(conn)
 
     def detach(self, conn: Any) -> None:
         # Point this process's copy of the socket at /dev/null: whatever later closes or
@@ -182,8 +185,18 @@ class Psycopg3Driver(PsycopgDriver):
         return conn.pgconn.transaction_status
 
     def session_state(self, conn: Any) -> tuple:
-        values = map(conn.pgconn.parameter_status, self._SETTINGS)
-        return tuple(None if value is None else value.decode() for value in values)
+        # Raw bytes: comparing them is all a return needs; decoding would double the cost.
+        return tuple(map(conn.pgconn.parameter_status, self._SETTINGS))
+
+    def restore_session(self, conn: Any, baseline: tuple) -> None:
+        super().restore_session(conn, tuple(map(_text, baseline)))
+
+    def _current_settings(self, conn: Any) -> tuple:
+        return tuple(map(_text, self.session_state(conn)))
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
 
 
 def driver_for(database_module: Any, setup: Callable[[Any], object] | None = None) -> Driver:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.db import connections
 
@@ -81,3 +83,28 @@ def test_ping_fails_on_a_terminated_connection(conn):
         driver.ping(conn)
     driver.close(conn)
     driver.close(conn)  # closing twice never raises
+
+
+def test_session_state_sees_a_change_and_restore_sets_it_back(conn):
+    baseline = driver.session_state(conn)
+    execute(conn, "SET TIME ZONE 'Asia/Tokyo'")
+    execute(conn, "SET application_name TO 'elsewhere'")
+    assert driver.session_state(conn) != baseline
+    driver.restore_session(conn, baseline)
+    assert driver.session_state(conn) == baseline
+
+
+def test_detach_makes_a_connection_harmless_without_ending_the_session(conn):
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    saved = os.dup(conn.fileno())  # stands for the parent's copy of the socket
+    try:
+        driver.detach(conn)
+        driver.close(conn)  # sends Terminate, to /dev/null
+        server = ServerView(connections["default"].settings_dict)
+        alive = server.query("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+        server.close()
+        assert alive == [(1,)]
+    finally:
+        os.close(saved)
