@@ -78,10 +78,10 @@ def package_at_revision(revision: str):
     return name
 
 
-def our_pool(package: str, connect: Callable, name: str) -> tuple:
+def our_pool(package: str, connect: Callable, name: str, driver: str) -> tuple:
     """Return (getconn, putconn, close) of a 4-connection pool from ``package`` (any revision)."""
     config = importlib.import_module(f"{package}.config").PoolConfig
-    driver = importlib.import_module(f"{package}.drivers").Psycopg2Driver()
+    driver = getattr(importlib.import_module(f"{package}.drivers"), driver)()
     pool_class = importlib.import_module(f"{package}.pool").ConnectionPool
     pool = pool_class(connect, config(min_size=4, max_size=4, name=name), driver)
     return pool.getconn, pool.putconn, pool.close
@@ -99,11 +99,17 @@ def raw_pools(params: dict) -> dict[str, tuple]:
         conn.autocommit = True
         return conn
 
-    pools = {"django_pool (psycopg2)": our_pool("django_pool", connect, "bench")}
+    def connect3():
+        return psycopg.connect(**params, autocommit=True)
+
+    packages = {"django_pool": "django_pool"}
     revision = os.environ.get("BENCH_COMPARE")
     if revision:
-        old = package_at_revision(revision)
-        pools[f"django_pool at {revision} (psycopg2)"] = our_pool(old, connect, "old")
+        packages[f"django_pool at {revision}"] = package_at_revision(revision)
+    pools = {}
+    for label, package in packages.items():
+        pools[f"{label} (psycopg2)"] = our_pool(package, connect, "bench", "Psycopg2Driver")
+        pools[f"{label} (psycopg 3)"] = our_pool(package, connect3, "bench", "Psycopg3Driver")
     # ThreadedConnectionPool raises instead of waiting when empty; a semaphore makes it wait.
     threaded = psycopg2.pool.ThreadedConnectionPool(4, 4, **params)
     gate = threading.BoundedSemaphore(CONNECTIONS)
