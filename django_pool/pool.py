@@ -1009,11 +1009,11 @@ class ConnectionPool:
             "requests_waiting": self.waiting(),
             "server_down_ms": 0 if down_since is None else int((now - down_since) * 1000.0),
             "last_connect_error": None if error is None else _describe(error),
-            "connections_ms": int(self._connects.sum_ms),
-            "usage_ms": int(self._holds.sum_ms),
+            "connections_ms": round(self._connects.sum_ms),
+            "usage_ms": round(self._holds.sum_ms),
         }
         for key in self._COUNTERS:
-            stats[key] = int(self._stats[key])
+            stats[key] = round(self._stats[key])
         return stats
 
     def snapshot(self) -> dict[str, Any]:
