@@ -239,7 +239,3 @@ def main() -> None:
         "Django level (psycopg 3): connection.ensure_connection(); connection.close()",
         bench_django(n // 2),
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,1 @@
+"""Benchmarks against the alternatives users would pick instead (``make bench``)."""

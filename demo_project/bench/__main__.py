@@ -1,0 +1,3 @@
+from demo_project.bench.micro import main
+
+main()
