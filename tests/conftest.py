@@ -45,13 +45,16 @@ class ServerView:
         with self.conn.cursor() as cursor:
             cursor.execute(sql, params)
 
-    def connections(self, application_name: str | None = None) -> int:
-        """Count client connections to the test database other than this one."""
+    def connections(self, alias: str | None = None) -> int:
+        """Count client connections to the test database (only ``alias``'s pool's, if given)."""
         sql = (
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+            "AND application_name LIKE %s"
         )
-        return self.query(sql, [self.dbname])[0][0]
+        # Pooled connections are named django_pool:<alias>:<pid>@<host>.
+        name = "%" if alias is None else f"django_pool:{alias}:{os.getpid()}@%"
+        return self.query(sql, [self.dbname, name])[0][0]
 
     def terminate(self, pid: int) -> None:
         self.query("SELECT pg_terminate_backend(%s)", [pid])

@@ -57,7 +57,7 @@ def test_sixteen_threads_share_at_most_four_server_connections(server):
 
     def watch():
         while not done.is_set():
-            peak[0] = max(peak[0], server.connections())
+            peak[0] = max(peak[0], server.connections("default"))
             time.sleep(0.002)
 
     def work(n: int):

@@ -264,12 +264,11 @@ def test_unchanged_session_costs_no_restore(pooled):
 
 
 def test_min_size_opens_in_the_background_after_first_use(pooled, server):
-    close_all_pools()  # so that the server sees only this pool's connections
     wrapper = pooled(min_size=3, max_size=4)
-    assert server.connections() == 0
+    assert server.connections(wrapper.alias) == 0
     backend_pid(wrapper)
     wrapper.close()
-    wait_until(lambda: server.connections() == 3)
+    wait_until(lambda: server.connections(wrapper.alias) == 3)
     assert wrapper.pool.stats()["pool_size"] == 3
 
 
