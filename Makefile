@@ -30,8 +30,21 @@ demo: db
 	$(PY) manage.py ensure_demo_user
 	$(PY) manage.py runserver 127.0.0.1:8000
 
-bench: db
+# The benchmark's own extras (SQLAlchemy, gunicorn, matplotlib, ...) and wrk; make test needs neither.
+BENCH_STAMP := $(VENV)/.bench-installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	rm -f $(VENV)/.bench-installed-*
+	touch $@
+
+# Writes docs/benchmarks.md and docs/*.png; BENCH_QUICK=1 for a smoke run of a few minutes.
+bench: $(BENCH_STAMP) db
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) -m demo_project.bench
 
+# Stop the embedded server before deleting its data, or it would keep running without it.
 clean:
+	-test -x $(PY) && test -f .local/pgdata/postmaster.pid && \
+		$(PY) -c "from demo_project.devdb import stop_embedded; stop_embedded()"
 	rm -rf $(VENV) .local

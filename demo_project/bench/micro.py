@@ -1,17 +1,17 @@
 """Borrow + return cost of this pool beside the pools users would pick instead.
 
-Run ``python -m demo_project.bench`` (``make bench``). It prints µs per borrow + return on one
-thread and on 8 threads sharing 4 connections, for the raw pools and at Django's level
-(``connection.ensure_connection(); connection.close()``) beside Django's native pool.
-``BENCH_COMPARE=<git revision>`` adds a row for our pool core as it was at that revision,
-measured in the same run.
+``run_micro()`` measures µs per borrow + return on one thread and on 8 threads sharing 4
+connections, for the raw pools and at Django's level (``connection.ensure_connection();
+connection.close()``) beside Django's native pool, and a ``SELECT 1`` per borrow through our
+pool beside a plain ``queue.Queue`` of the same 4 connections. ``BENCH_COMPARE=<git revision>``
+adds rows for our pool core as it was at that revision, measured in the same run.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import platform
+import queue
 import subprocess
 import sys
 import tempfile
@@ -19,28 +19,48 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from demo_project.devdb import ROOT, database_settings
 
 DB_NAME = "django_pool_bench"
 THREADS, CONNECTIONS = 8, 4
+OURS = "django_pool"
+
+# (getconn, putconn, close) of one pool.
+Pool = tuple[Callable[[], Any], Callable[[Any], None], Callable[[], None]]
+Loop = Callable[[int], None]
 
 
-def per_op_us(loop: Callable[[int], None], n: int, threads: int = 1) -> float:
+def per_op_us(loop: Loop, n: int, threads: int = 1, repeat: int = 3) -> float:
     """Run ``loop(n)`` on each of ``threads`` threads; return wall µs per operation, best of 3."""
     best = float("inf")
-    for _ in range(3):
-        workers = [threading.Thread(target=loop, args=(n,)) for _ in range(threads)]
-        start = time.perf_counter()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        best = min(best, (time.perf_counter() - start) / (n * threads) * 1e6)
+    for _ in range(repeat):
+        best = min(best, _timed_run(loop, n, threads))
     return best
 
 
-def borrow_loop(getconn, putconn) -> Callable[[int], None]:
+def _timed_run(loop: Loop, n: int, threads: int) -> float:
+    workers = [threading.Thread(target=loop, args=(n,)) for _ in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return (time.perf_counter() - start) / (n * threads) * 1e6
+
+
+def sized(loop: Loop, n: int, budget: float) -> int:
+    """Return how many operations fit in ``budget`` seconds on one thread, capped at ``n``."""
+    # Slow rows (a ping or a connect per borrow) would otherwise take minutes at the fast
+    # rows' count; this keeps each measurement near the budget whatever the pool costs.
+    us = _timed_run(loop, 100, 1)
+    return max(50, min(n, int(budget * 1e6 / us)))
+
+
+def borrow_loop(getconn: Callable[[], Any], putconn: Callable[[Any], None]) -> Loop:
+    """Return a loop that borrows and returns ``n`` times."""
+
     def loop(n: int) -> None:
         for _ in range(n):
             putconn(getconn())
@@ -48,7 +68,23 @@ def borrow_loop(getconn, putconn) -> Callable[[int], None]:
     return loop
 
 
+def select_loop(getconn: Callable[[], Any], putconn: Callable[[Any], None]) -> Loop:
+    """Return a loop that borrows, runs ``SELECT 1`` and returns ``n`` times."""
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            conn = getconn()
+            cursor = conn.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            cursor.close()
+            putconn(conn)
+
+    return loop
+
+
 def conninfo(settings: dict) -> dict:
+    """Return libpq keyword parameters for a ``DATABASES`` entry."""
     params = {"dbname": settings["NAME"], "user": settings["USER"]}
     for key, name in (("HOST", "host"), ("PORT", "port"), ("PASSWORD", "password")):
         if settings.get(key):
@@ -56,7 +92,7 @@ def conninfo(settings: dict) -> dict:
     return params
 
 
-def package_at_revision(revision: str):
+def package_at_revision(revision: str) -> str:
     """Import django_pool's top-level modules as they were at ``revision``, as another package."""
     files = subprocess.run(
         ["git", "ls-tree", "--name-only", revision, "django_pool/"],
@@ -78,85 +114,165 @@ def package_at_revision(revision: str):
     return name
 
 
-def our_pool(package: str, connect: Callable, name: str, driver: str) -> tuple:
-    """Return (getconn, putconn, close) of a 4-connection pool from ``package`` (any revision)."""
+def our_pool(package: str, connect: Callable, driver: str, **options: Any) -> Any:
+    """Return a 4-connection ``ConnectionPool`` from ``package`` (any revision)."""
     config = importlib.import_module(f"{package}.config").PoolConfig
-    driver = getattr(importlib.import_module(f"{package}.drivers"), driver)()
+    adapter = getattr(importlib.import_module(f"{package}.drivers"), driver)()
     pool_class = importlib.import_module(f"{package}.pool").ConnectionPool
-    pool = pool_class(connect, config(min_size=4, max_size=4, name=name), driver)
-    return pool.getconn, pool.putconn, pool.close
+    options = {"min_size": CONNECTIONS, "max_size": CONNECTIONS, "name": "bench", **options}
+    return pool_class(connect, config(**options), adapter)
 
 
-def raw_pools(params: dict) -> dict[str, tuple]:
-    """Return name -> (getconn, putconn, close) for each raw pool, sized to 4 connections."""
+def connectors(params: dict) -> dict[str, Callable[[], Any]]:
+    """Return driver label -> a function opening one autocommit connection."""
     import psycopg
     import psycopg2
-    import psycopg2.pool
-    import psycopg_pool
 
-    def connect():
+    def connect2() -> Any:
         conn = psycopg2.connect(**params)
         conn.autocommit = True
         return conn
 
-    def connect3():
+    def connect3() -> Any:
         return psycopg.connect(**params, autocommit=True)
 
-    packages = {"django_pool": "django_pool"}
+    return {"psycopg2": connect2, "psycopg 3": connect3}
+
+
+DRIVER_CLASSES = {"psycopg2": "Psycopg2Driver", "psycopg 3": "Psycopg3Driver"}
+
+
+def ours_pools(params: dict) -> list[tuple[str, str, bool, Pool]]:
+    """Return (name, driver, is ours now, pool) for our pool, per driver and option set."""
+    packages = {OURS: OURS}
     revision = os.environ.get("BENCH_COMPARE")
     if revision:
-        packages[f"django_pool at {revision}"] = package_at_revision(revision)
-    pools = {}
-    for label, package in packages.items():
-        pools[f"{label} (psycopg2)"] = our_pool(package, connect, "bench", "Psycopg2Driver")
-        pools[f"{label} (psycopg 3)"] = our_pool(package, connect3, "bench", "Psycopg3Driver")
-    # ThreadedConnectionPool raises instead of waiting when empty; a semaphore makes it wait.
-    threaded = psycopg2.pool.ThreadedConnectionPool(4, 4, **params)
-    gate = threading.BoundedSemaphore(CONNECTIONS)
+        packages[f"{OURS} at {revision}"] = package_at_revision(revision)
+    pools = []
+    for driver, connect in connectors(params).items():
+        for label, package in packages.items():
+            pool = our_pool(package, connect, DRIVER_CLASSES[driver])
+            pools.append((f"{label} ({driver})", driver, package == OURS, _triple(pool)))
+        pool = our_pool(OURS, connect, DRIVER_CLASSES[driver], check="always")
+        pools.append((f'{OURS} check="always" ({driver})', driver, False, _triple(pool)))
+    return pools
 
-    def threaded_get():
-        gate.acquire()
-        return threaded.getconn()
 
-    def threaded_put(conn):
-        threaded.putconn(conn)
-        gate.release()
+def _triple(pool: Any) -> Pool:
+    return pool.getconn, pool.putconn, pool.close
 
+
+def other_pools(params: dict) -> list[tuple[str, str, bool, Pool]]:
+    """Return (name, driver, False, pool) for the pools users would pick instead of ours."""
+    import psycopg
+    import psycopg2.pool
+    import psycopg_pool
+    from sqlalchemy.pool import QueuePool
+
+    connect2 = connectors(params)["psycopg2"]
+    threaded = psycopg2.pool.ThreadedConnectionPool(CONNECTIONS, CONNECTIONS, **params)
     native = psycopg_pool.ConnectionPool(
         psycopg.conninfo.make_conninfo(**params),
-        min_size=4,
-        max_size=4,
+        min_size=CONNECTIONS,
+        max_size=CONNECTIONS,
         kwargs={"autocommit": True},
         open=True,
     )
     native.wait()
-    return {
-        **pools,
-        "psycopg2 ThreadedConnectionPool + semaphore": (
-            threaded_get,
-            threaded_put,
-            threaded.closeall,
-        ),
-        "psycopg_pool.ConnectionPool (psycopg 3)": (native.getconn, native.putconn, native.close),
-    }
+    alchemy = QueuePool(connect2, pool_size=CONNECTIONS, max_overflow=0, timeout=10)
+    return [
+        ("psycopg2 ThreadedConnectionPool + semaphore", "psycopg2", False, _threaded(threaded)),
+        ("psycopg_pool.ConnectionPool", "psycopg 3", False, _triple(native)),
+        ("SQLAlchemy QueuePool", "psycopg2", False, _alchemy(alchemy)),
+    ]
 
 
-def bench_raw(params: dict, n: int) -> list[tuple[str, float, float]]:
+def _threaded(pool: Any) -> Pool:
+    # ThreadedConnectionPool raises instead of waiting when empty; a semaphore makes it wait.
+    gate = threading.BoundedSemaphore(CONNECTIONS)
+
+    def get() -> Any:
+        gate.acquire()
+        return pool.getconn()
+
+    def put(conn: Any) -> None:
+        pool.putconn(conn)
+        gate.release()
+
+    return get, put, pool.closeall
+
+
+def _alchemy(pool: Any) -> Pool:
+    # connect() hands out a proxy; closing the proxy returns the connection to the pool.
+    return pool.connect, lambda proxy: proxy.close(), pool.dispose
+
+
+def bench_raw(params: dict, n: int, budget: float) -> list[dict]:
+    """Return a row per pool: µs per borrow + return on 1 thread and on 8 threads / 4 conns."""
     rows = []
-    for name, (getconn, putconn, close) in raw_pools(params).items():
+    for name, driver, ours, (getconn, putconn, close) in ours_pools(params) + other_pools(params):
         loop = borrow_loop(getconn, putconn)
         loop(1000)  # warm up: open the connections
-        rows.append((name, per_op_us(loop, n), per_op_us(loop, n // 4, THREADS)))
+        count = sized(loop, n, budget)
+        one = per_op_us(loop, count)
+        many = per_op_us(loop, max(50, count // THREADS), THREADS)
+        rows.append({"name": name, "driver": driver, "ours": ours, "one_us": one, "many_us": many})
         close()
+    connect2 = connectors(params)["psycopg2"]
+    fresh = borrow_loop(connect2, lambda conn: conn.close())
+    rows.append(
+        {
+            "name": "no pool: psycopg2.connect() + close()",
+            "driver": "psycopg2",
+            "ours": False,
+            "one_us": per_op_us(fresh, sized(fresh, 300, budget)),
+            "many_us": None,
+        }
+    )
+    return rows
+
+
+def bench_select1(params: dict, n: int, budget: float) -> list[dict]:
+    """Return, per driver, µs per borrow + ``SELECT 1`` + return: our pool vs a queue.Queue."""
+    rows = []
+    for driver, connect in connectors(params).items():
+        conns = [connect() for _ in range(CONNECTIONS)]
+        plain: queue.Queue = queue.Queue()
+        for conn in conns:
+            plain.put(conn)
+        # The pool opens exactly the connections the queue holds: same sockets, same backends.
+        supply = iter(conns)
+        pool = our_pool(OURS, lambda supply=supply: next(supply), DRIVER_CLASSES[driver])
+        ours_loop = select_loop(pool.getconn, pool.putconn)
+        queue_loop = select_loop(plain.get, plain.put)
+        _timed_run(ours_loop, 200, THREADS)  # warm up: the pool opens all 4
+        count = max(50, sized(queue_loop, n, budget) // THREADS)
+        ours_us, queue_us = float("inf"), float("inf")
+        # Interleaved so that drift in the machine's load hits both sides alike.
+        for _ in range(5):
+            ours_us = min(ours_us, _timed_run(ours_loop, count, THREADS))
+            queue_us = min(queue_us, _timed_run(queue_loop, count, THREADS))
+        rows.append(
+            {
+                "driver": driver,
+                "ours_us": ours_us,
+                "queue_us": queue_us,
+                "ratio": ours_us / queue_us,
+            }
+        )
+        pool.close()
     return rows
 
 
 def configure_django(settings: dict) -> None:
+    """Configure Django with our ENGINE, Django's native pool and no pool, 4 connections each."""
     import django
     from django.conf import settings as django_settings
 
+    if django_settings.configured:
+        return
     base = {key: value for key, value in settings.items() if key not in ("ENGINE", "OPTIONS")}
-    pool = {"min_size": 4, "max_size": 4, "timeout": 10.0}
+    pool = {"min_size": CONNECTIONS, "max_size": CONNECTIONS, "timeout": 10.0}
     django_settings.configure(
         USE_TZ=True,
         TIME_ZONE="UTC",
@@ -172,17 +288,14 @@ def configure_django(settings: dict) -> None:
                 "ENGINE": "django.db.backends.postgresql",
                 "OPTIONS": {"pool": pool},
             },
-            "unpooled": {
-                **base,
-                "ENGINE": "django.db.backends.postgresql",
-                "OPTIONS": {},
-            },
+            "unpooled": {**base, "ENGINE": "django.db.backends.postgresql", "OPTIONS": {}},
         },
     )
     django.setup()
 
 
-def django_loop(alias: str) -> Callable[[int], None]:
+def django_loop(alias: str) -> Loop:
+    """Return a loop of ``ensure_connection(); close()`` on ``alias``."""
     from django.db import connections
 
     def loop(n: int) -> None:
@@ -195,47 +308,78 @@ def django_loop(alias: str) -> Callable[[int], None]:
     return loop
 
 
-def bench_django(n: int) -> list[tuple[str, float, float]]:
+def bench_django(n: int, budget: float) -> list[dict]:
+    """Return a row per Django configuration: µs per borrow + return through Django."""
     from django.db import connections
 
     rows = []
-    for alias, label in (
-        ("django_pool", "django_pool ENGINE"),
-        ("native", "Django native pool (psycopg_pool)"),
+    for alias, label, ours in (
+        ("django_pool", "django_pool ENGINE", True),
+        ("native", "Django native pool (psycopg_pool)", False),
     ):
         loop = django_loop(alias)
         loop(1000)
-        rows.append((label, per_op_us(loop, n), per_op_us(loop, n // 4, THREADS)))
+        count = sized(loop, n, budget)
+        one = per_op_us(loop, count)
+        many = per_op_us(loop, max(50, count // THREADS), THREADS)
+        rows.append({"name": label, "ours": ours, "one_us": one, "many_us": many})
         connections[alias].close_pool()
     unpooled = django_loop("unpooled")
-    rows.append(("no pool: new connection each time", per_op_us(unpooled, 200), float("nan")))
+    rows.append(
+        {
+            "name": "no pool: new connection each time",
+            "ours": False,
+            "one_us": per_op_us(unpooled, sized(unpooled, 300, budget)),
+            "many_us": None,
+        }
+    )
     return rows
 
 
-def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
-    print(f"\n{title}")
-    print(f"| {'pool':<44} | 1 thread µs | {THREADS} threads / {CONNECTIONS} conns µs |")
-    print(f"|{'-' * 46}|------------:|--------------------------:|")
-    for name, one, many in rows:
-        many_text = "—" if many != many else f"{many:.2f}"
-        print(f"| {name:<44} | {one:11.2f} | {many_text:>25} |")
+def run_micro(n: int = 100_000, budget: float = 0.5) -> dict:
+    """Run every micro benchmark; ``budget`` caps the seconds of one measurement."""
+    settings = database_settings(DB_NAME)
+    params = conninfo(settings)
+    result = {
+        "n": n,
+        "budget_s": budget,
+        "threads": THREADS,
+        "connections": CONNECTIONS,
+        "raw": bench_raw(params, n, budget),
+        "select1": bench_select1(params, n, budget),
+    }
+    configure_django(settings)
+    result["django"] = bench_django(n // 2, budget)
+    return result
+
+
+def _us(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def print_micro(result: dict) -> None:
+    """Print the micro benchmark's tables."""
+    head = f"| {'pool':<46} | 1 thread µs | {THREADS} threads / {CONNECTIONS} conns µs |"
+    rule = f"|{'-' * 48}|------------:|--------------------------:|"
+    for title, rows in (
+        ("Raw pools: getconn() + putconn()", result["raw"]),
+        ("Django level (psycopg 3): ensure_connection(); close()", result["django"]),
+    ):
+        print(f"\n{title}\n{head}\n{rule}")
+        for row in rows:
+            print(f"| {row['name']:<46} | {_us(row['one_us']):>11} | {_us(row['many_us']):>25} |")
+    print(f"\nSELECT 1 per borrow, {THREADS} threads / {CONNECTIONS} conns (µs per op)")
+    for row in result["select1"]:
+        print(
+            f"  {row['driver']:<10} django_pool {row['ours_us']:8.2f}   queue.Queue "
+            f"{row['queue_us']:8.2f}   ratio {row['ratio']:.3f}"
+        )
 
 
 def main() -> None:
-    n = int(os.environ.get("BENCH_N", "100000"))
-    settings = database_settings(DB_NAME)
-    import django
-    import psycopg
-    import psycopg2
+    """Run the micro benchmark alone and print it."""
+    print_micro(run_micro(int(os.environ.get("BENCH_N", "100000"))))
 
-    print(
-        f"Python {platform.python_version()}, Django {django.get_version()}, "
-        f"psycopg2 {psycopg2.__version__.split()[0]}, psycopg {psycopg.__version__}, "
-        f"{os.cpu_count()} CPUs; {n} borrows per thread count, best of 3"
-    )
-    print_table("Raw pools: getconn() + putconn()", bench_raw(conninfo(settings), n))
-    configure_django(settings)
-    print_table(
-        "Django level (psycopg 3): connection.ensure_connection(); connection.close()",
-        bench_django(n // 2),
-    )
+
+if __name__ == "__main__":
+    main()

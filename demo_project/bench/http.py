@@ -1,0 +1,487 @@
+"""Requests per second of one tiny view under gunicorn and wrk, for each way to reach PostgreSQL.
+
+Each run starts gunicorn (2 workers x 8 threads, gthread) fresh for one configuration of
+``demo_project.bench.site`` (``no_pool``, ``persistent``, ``native_pool``, ``dbcp``,
+``django_pool``, ``ceiling``), warms it up, loads it with wrk over loopback, and records
+requests/s, p50/p99 latency, errors, the server connections it held (sampled from
+``pg_stat_activity``), CPU ms per request of gunicorn's processes and how wrk's keep-alive
+connections were split between the workers. Configurations are interleaved round by round and
+reported as medians. ``run_sweep`` repeats the load over client counts for two of them.
+
+Run ``python -m demo_project.bench.http`` for a table; ``BENCH_HTTP_ROUNDS``,
+``BENCH_HTTP_SECONDS`` and ``BENCH_SWEEP_SECONDS`` shorten it. Needs ``wrk``
+(``apt-get install -y wrk``), gunicorn, psutil and django-db-connection-pool.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+
+from demo_project.bench.site import CONFIGS, DEFAULT_APPLICATION_NAME, FIELDS, POOL
+from demo_project.devdb import ROOT, database_settings
+
+DB_NAME = "django_pool_bench"
+WORKERS, THREADS = 2, 8
+SWEEP_CONFIGS = ("django_pool", "persistent")
+WARMUP_SECONDS = 1
+MAX_SHARE = 0.75  # one worker holding more of wrk's connections than this is rebalanced
+MAX_REBALANCE = 3
+PR_SET_PDEATHSIG = 1
+SAMPLE_EVERY = 0.2
+APPLICATION_NAME = f"{DEFAULT_APPLICATION_NAME}:{os.getpid()}"  # this runner's sites only
+MEDIAN_KEYS = ("rps", "p50_ms", "p99_ms", "errors", "server_conns_max", "cpu_ms_per_req")
+COUNT_SQL = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend'
+  AND application_name = %s AND pid <> pg_backend_pid()
+"""
+
+
+def require_wrk() -> str:
+    """Return wrk's path, or raise saying how to install it."""
+    path = shutil.which("wrk")
+    if path is None:
+        raise RuntimeError("wrk is not installed: run `apt-get install -y wrk` (Debian/Ubuntu)")
+    return path
+
+
+def server_fields() -> dict:
+    """Return the benchmark database's connection fields (creating it when embedded)."""
+    settings = database_settings(DB_NAME)
+    return {key: str(settings.get(key) or "") for key in FIELDS}
+
+
+def connect(fields: dict):
+    """Open an autocommit psycopg connection to the benchmark database, for sampling."""
+    import psycopg
+
+    params = {"dbname": fields["NAME"], "user": fields["USER"]}
+    for key, name in (("HOST", "host"), ("PORT", "port"), ("PASSWORD", "password")):
+        if fields.get(key):
+            params[name] = fields[key]
+    return psycopg.connect(**params, autocommit=True)
+
+
+def server_conns(conn) -> int:
+    """Count the benchmark site's server connections, never the sampler's own."""
+    return conn.execute(COUNT_SQL, [APPLICATION_NAME]).fetchone()[0]
+
+
+class Sampler:
+    """Count the site's server connections every ``SAMPLE_EVERY`` seconds on a thread."""
+
+    def __init__(self, conn) -> None:
+        self.conn, self.counts = conn, []
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self) -> None:
+        while not self.stop_event.is_set():
+            self.counts.append(server_conns(self.conn))
+            self.stop_event.wait(SAMPLE_EVERY)
+
+    def __enter__(self) -> Sampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        self.thread.join()
+
+
+def free_port() -> int:
+    """Return a loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn_command(port: int) -> list[str]:
+    """Return the gunicorn command line serving the benchmark site on ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "demo_project.bench.site.wsgi:application",
+        "--worker-class=gthread",
+        f"--workers={WORKERS}",
+        f"--threads={THREADS}",
+        f"--bind=127.0.0.1:{port}",
+        "--graceful-timeout=5",
+        "--log-level=warning",
+    ]
+
+
+def wrk_command(url: str, clients: int, seconds: float) -> list[str]:
+    """Return the wrk command line for ``clients`` connections over ``seconds``."""
+    threads = min(2, clients)  # wrk needs at least one connection per thread
+    return [require_wrk(), f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--latency", url]
+
+
+def stop_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """End ``process`` and its process group: TERM, then KILL after ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def wait_until_answers(process: subprocess.Popen, url: str, timeout: float = 30.0) -> None:
+    """Poll ``url`` until it answers 200, or raise if gunicorn dies or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"gunicorn exited with {process.returncode}: {process_errors(process)}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"gunicorn did not answer {url} within {timeout:g}s")
+
+
+def process_errors(process: subprocess.Popen) -> str:
+    """Return the tail of a finished process's stderr."""
+    return (process.stderr.read() if process.stderr else "")[-2000:]
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this child when the runner dies, so gunicorn never outlives it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the runner's finally blocks still stop it on a normal exit
+
+
+@contextmanager
+def gunicorn(config: str, fields: dict) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Serve ``config`` with a fresh gunicorn; yield it and the view's URL; always stop it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENCH_CONFIG": config,
+        "BENCH_DB": json.dumps(fields),
+        "BENCH_APPLICATION_NAME": APPLICATION_NAME,
+        "DJANGO_SETTINGS_MODULE": "demo_project.bench.site.settings",
+    }
+    process = subprocess.Popen(
+        gunicorn_command(port),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, so workers are stopped with it
+        preexec_fn=die_with_parent,  # safe: no other thread of ours runs at this point
+    )
+    url = f"http://127.0.0.1:{port}/{'nodb' if config == 'ceiling' else 'db'}"
+    try:
+        wait_until_answers(process, url)
+        yield process, url
+    finally:
+        stop_group(process)
+
+
+def workers(process: subprocess.Popen, timeout: float = 10.0) -> list:
+    """Return gunicorn's worker processes once all of them are up."""
+    import psutil
+
+    master = psutil.Process(process.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = master.children()
+        if len(children) >= WORKERS:
+            return children
+        time.sleep(0.1)
+    raise RuntimeError(f"gunicorn started {len(master.children())} of {WORKERS} workers")
+
+
+def cpu_seconds(processes: list) -> float:
+    """Return user + system CPU seconds used so far by ``processes`` (all their threads)."""
+    total = 0.0
+    for process in processes:
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def split(workers_: list, port: int) -> dict[str, int]:
+    """Return worker pid -> established client connections it holds on ``port``."""
+    counts = {}
+    for worker in workers_:
+        conns = worker.net_connections(kind="tcp")
+        counts[str(worker.pid)] = sum(
+            1 for conn in conns if conn.laddr.port == port and conn.status == "ESTABLISHED"
+        )
+    return counts
+
+
+def wait_for_split(workers_: list, port: int, clients: int, timeout: float = 2.0) -> dict:
+    """Return the split once all ``clients`` connections are accepted (or at ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    counts = split(workers_, port)
+    while sum(counts.values()) < clients and time.monotonic() < deadline:
+        time.sleep(0.05)
+        counts = split(workers_, port)
+    return counts
+
+
+def uneven(counts: dict[str, int], clients: int) -> bool:
+    """Say whether one worker holds too large a share of wrk's connections to keep the run."""
+    total = sum(counts.values())
+    # Fewer connections than 2 per worker cannot be split evenly; keep whatever came.
+    return clients >= 2 * WORKERS and total > 0 and max(counts.values()) > MAX_SHARE * total
+
+
+UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def duration_ms(text: str) -> float:
+    """Convert a wrk duration such as ``1.23ms`` or ``850.00us`` to milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    return float(match[1]) * UNITS_MS[match[2]]
+
+
+def parse_wrk(output: str) -> dict:
+    """Return requests, rps, p50/p99 ms and errors (non-2xx/3xx + socket errors) from wrk."""
+    requests = re.search(r"(\d+) requests in", output)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
+    if not (requests and rps and p50 and p99):
+        raise RuntimeError(f"could not parse wrk output:\n{output}")
+    kinds = {"non_2xx": 0, "connect": 0, "read": 0, "write": 0, "timeout": 0}
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx:
+        kinds["non_2xx"] = int(non_2xx[1])
+    pattern = r"Socket errors: connect (?P<connect>\d+), read (?P<read>\d+), write (?P<write>\d+), "
+    sockets = re.search(pattern + r"timeout (?P<timeout>\d+)", output)
+    if sockets:
+        kinds.update({kind: int(count) for kind, count in sockets.groupdict().items()})
+    return {
+        "requests": int(requests[1]),
+        "rps": float(rps[1]),
+        "p50_ms": duration_ms(p50[1]),
+        "p99_ms": duration_ms(p99[1]),
+        "errors": sum(kinds.values()),
+        "error_kinds": kinds,
+    }
+
+
+def run_wrk(command: list[str], timeout: float) -> str:
+    """Run wrk to completion in its own process group and return its output."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        stop_group(process)
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{output}")
+    return output
+
+
+def measure(process, url: str, clients: int, seconds: float, sampler_conn) -> dict:
+    """Load the running server with wrk, restarting it while the worker split is uneven."""
+    port = int(url.split(":")[2].split("/")[0])
+    workers_ = workers(process)
+    import psutil
+
+    processes = [psutil.Process(process.pid), *workers_]
+    command = wrk_command(url, clients, seconds)
+    for attempt in range(MAX_REBALANCE + 1):
+        cpu_before = cpu_seconds(processes)
+        wrk = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            with Sampler(sampler_conn) as sampler:
+                counts = wait_for_split(workers_, port, clients)
+                if uneven(counts, clients) and attempt < MAX_REBALANCE:
+                    continue  # the finally stops this wrk; its numbers are discarded
+                output, _ = wrk.communicate(timeout=seconds + 30)
+        finally:
+            stop_group(wrk)
+        cpu_used = cpu_seconds(processes) - cpu_before
+        if wrk.returncode != 0:
+            raise RuntimeError(f"wrk failed ({wrk.returncode}):\n{output}")
+        result = parse_wrk(output)
+        conns = sampler.counts or [0]
+        return {
+            **result,
+            "server_conns_max": max(conns),
+            "server_conns_median": statistics.median(conns),
+            "cpu_ms_per_req": cpu_used * 1e3 / max(result["requests"], 1),
+            "split": counts,
+            "rebalanced": attempt,
+        }
+    raise AssertionError("unreachable")
+
+
+def wait_for_no_conns(conn, timeout: float = 15.0) -> None:
+    """Wait until the site's server connections are all gone, or raise after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (left := server_conns(conn)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if left:
+        raise RuntimeError(
+            f"{left} server connections still open {timeout:g}s after gunicorn ended"
+        )
+
+
+def run_one(config: str, clients: int, seconds: float, fields: dict, sampler_conn) -> dict:
+    """Serve ``config`` fresh, warm it up, measure one wrk run and stop it; return the run."""
+    wait_for_no_conns(sampler_conn)
+    with gunicorn(config, fields) as (process, url):
+        run_wrk(wrk_command(url, clients, WARMUP_SECONDS), timeout=WARMUP_SECONDS + 30)
+        run = measure(process, url, clients, seconds, sampler_conn)
+    wait_for_no_conns(sampler_conn)
+    run.pop("requests")
+    return {"config": config, "clients": clients, **run}
+
+
+def medians(runs: list[dict]) -> dict:
+    """Return the median of each reported number over ``runs``."""
+    return {key: statistics.median(run[key] for run in runs) for key in MEDIAN_KEYS}
+
+
+def versions() -> dict:
+    """Return the versions of everything in the measurement path."""
+    found = {}
+    for package in ("Django", "gunicorn", "psycopg", "psycopg2-binary", "psycopg-pool"):
+        found[package] = metadata.version(package)
+    found["django-db-connection-pool"] = metadata.version("django-db-connection-pool")
+    found["wrk"] = (
+        subprocess.run([require_wrk(), "-v"], capture_output=True, text=True, check=False)
+        .stdout.split("[")[0]
+        .strip()
+    )
+    found["python"] = sys.version.split()[0]
+    return found
+
+
+def setup(fields: dict, clients: int, seconds: float, sampler_conn) -> dict:
+    """Describe how the runs were made, for the report."""
+    server_version = sampler_conn.execute("SHOW server_version").fetchone()[0]
+    return {
+        "gunicorn": " ".join(["gunicorn", *gunicorn_command(0)[4:]]).replace(":0", ":<port>"),
+        "wrk": " ".join(["wrk", *wrk_command("http://127.0.0.1:<port>/db", clients, seconds)[1:]]),
+        "warmup_seconds": WARMUP_SECONDS,
+        "pool": POOL,
+        "dbcp_pool_options": {"POOL_SIZE": POOL["max_size"], "MAX_OVERFLOW": 0},
+        "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
+        "server_version": server_version,
+        "cpus": os.cpu_count(),
+        "versions": versions(),
+    }
+
+
+def run_http(rounds: int = 3, seconds: float = 8.0, clients: int = 32) -> dict:
+    """Run every configuration ``rounds`` times, interleaved; return runs and medians."""
+    fields = server_fields()
+    with connect(fields) as sampler_conn:
+        result = {"configs": {config: {"runs": []} for config in CONFIGS}}
+        for round_ in range(1, rounds + 1):
+            for config in CONFIGS:
+                run = run_one(config, clients, seconds, fields, sampler_conn)
+                result["configs"][config]["runs"].append({**run, "round": round_})
+        for entry in result["configs"].values():
+            entry["median"] = medians(entry["runs"])
+        result["setup"] = {**setup(fields, clients, seconds, sampler_conn), "rounds": rounds}
+    return result
+
+
+def run_sweep(clients=(1, 2, 4, 8, 16, 32, 64), seconds: float = 4.0) -> dict:
+    """Run ``SWEEP_CONFIGS`` once at each client count, interleaved; return the points."""
+    fields = server_fields()
+    points = []
+    with connect(fields) as sampler_conn:
+        for count in clients:
+            for config in SWEEP_CONFIGS:
+                run = run_one(config, count, seconds, fields, sampler_conn)
+                keys = ("config", "clients", "rps", "p99_ms", "server_conns_max", "errors")
+                points.append({key: run[key] for key in keys})
+    return {"points": points, "seconds": seconds}
+
+
+def print_http(result: dict) -> None:
+    """Print the medians per configuration as a table."""
+    print(f"\n| {'config':<12} | req/s | p50 ms | p99 ms | errors | server conns | CPU ms/req |")
+    print(f"|{'-' * 14}|------:|-------:|-------:|-------:|-------------:|-----------:|")
+    for config, entry in result["configs"].items():
+        m = entry["median"]
+        print(
+            f"| {config:<12} | {m['rps']:5.0f} | {m['p50_ms']:6.2f} | {m['p99_ms']:6.2f} "
+            f"| {m['errors']:6g} | {m['server_conns_max']:12g} | {m['cpu_ms_per_req']:10.3f} |"
+        )
+    for config, entry in result["configs"].items():
+        splits = [
+            "/".join(str(n) for n in run["split"].values()) + f"(r{run['rebalanced']})"
+            for run in entry["runs"]
+        ]
+        print(f"  {config} worker split per round: {' '.join(splits)}")
+
+
+def print_sweep(result: dict) -> None:
+    """Print the concurrency sweep as a table."""
+    print(f"\n| clients | {'config':<12} | req/s | p99 ms | server conns |")
+    print(f"|--------:|{'-' * 14}|------:|-------:|-------------:|")
+    for point in result["points"]:
+        print(
+            f"| {point['clients']:7} | {point['config']:<12} | {point['rps']:5.0f} "
+            f"| {point['p99_ms']:6.2f} | {point['server_conns_max']:12} |"
+        )
+
+
+def main() -> None:
+    """Run the HTTP comparison and the sweep, sized by environment variables, and print them."""
+    rounds = int(os.environ.get("BENCH_HTTP_ROUNDS", "3"))
+    seconds = float(os.environ.get("BENCH_HTTP_SECONDS", "8"))
+    sweep_seconds = float(os.environ.get("BENCH_SWEEP_SECONDS", "4"))
+    # A plain SIGTERM (a timeout, a CI cancel) unwinds the finally blocks that stop gunicorn.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    start = time.monotonic()
+    http = run_http(rounds, seconds)
+    print(json.dumps(http["setup"], indent=1))
+    print_http(http)
+    print_sweep(run_sweep(seconds=sweep_seconds))
+    print(f"\n{time.monotonic() - start:.0f}s in all")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from demo_project.bench.site import views
+
+urlpatterns = [
+    path("db", views.db),
+    path("nodb", views.nodb),
+]
