@@ -52,13 +52,20 @@ def embedded_settings(name: str) -> dict:
     return {**fields, "NAME": name, "PASSWORD": ""}
 
 
+def connect_params(settings: dict) -> dict:
+    """Return libpq keyword parameters (psycopg2 and psycopg) for a ``DATABASES`` entry."""
+    params = {"dbname": settings["NAME"], "user": settings["USER"]}
+    for key, name in (("HOST", "host"), ("PORT", "port"), ("PASSWORD", "password")):
+        if settings.get(key):
+            params[name] = settings[key]
+    return params
+
+
 def _create_database(fields: dict, name: str) -> None:
     import psycopg2
     from psycopg2 import sql
 
-    conn = psycopg2.connect(
-        dbname="postgres", host=fields["HOST"], port=fields["PORT"], user=fields["USER"]
-    )
+    conn = psycopg2.connect(**connect_params({**fields, "NAME": "postgres"}))
     try:
         conn.autocommit = True
         with conn.cursor() as cursor:

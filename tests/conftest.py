@@ -18,13 +18,7 @@ _aliases = itertools.count()
 
 def raw_connection(settings_dict: dict):
     """Open an unpooled psycopg2 connection to the database of ``settings_dict``."""
-    conn = psycopg2.connect(
-        dbname=settings_dict["NAME"],
-        user=settings_dict["USER"],
-        password=settings_dict["PASSWORD"] or None,
-        host=settings_dict["HOST"] or None,
-        port=settings_dict["PORT"] or None,
-    )
+    conn = psycopg2.connect(**devdb.connect_params(settings_dict))
     conn.autocommit = True
     return conn
 

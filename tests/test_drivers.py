@@ -7,6 +7,7 @@ import os
 import pytest
 from django.db import connections
 
+from demo_project.devdb import connect_params
 from django_pool.drivers import TxStatus, driver_for
 from tests.conftest import ServerView
 
@@ -14,18 +15,10 @@ from tests.conftest import ServerView
 @pytest.fixture
 def conn(transactional_db):
     wrapper = connections["default"]
-    connection = wrapper.Database.connect(**_params(wrapper.settings_dict))
+    connection = wrapper.Database.connect(**connect_params(wrapper.settings_dict))
     connection.autocommit = True
     yield connection
     connection.close()
-
-
-def _params(settings_dict: dict) -> dict:
-    params = {"dbname": settings_dict["NAME"], "user": settings_dict["USER"]}
-    for key, name in (("HOST", "host"), ("PORT", "port"), ("PASSWORD", "password")):
-        if settings_dict[key]:
-            params[name] = settings_dict[key]
-    return params
 
 
 driver = driver_for(connections["default"].Database)

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from importlib import metadata
 
 from demo_project.bench.site import CONFIGS, DEFAULT_APPLICATION_NAME, FIELDS, POOL
-from demo_project.devdb import ROOT, database_settings
+from demo_project.devdb import ROOT, connect_params, database_settings
 
 DB_NAME = "django_pool_bench"
 WORKERS, THREADS = 2, 8
@@ -70,11 +70,7 @@ def connect(fields: dict):
     """Open an autocommit psycopg connection to the benchmark database, for sampling."""
     import psycopg
 
-    params = {"dbname": fields["NAME"], "user": fields["USER"]}
-    for key, name in (("HOST", "host"), ("PORT", "port"), ("PASSWORD", "password")):
-        if fields.get(key):
-            params[name] = fields[key]
-    return psycopg.connect(**params, autocommit=True)
+    return psycopg.connect(**connect_params(fields), autocommit=True)
 
 
 def server_conns(conn) -> int:

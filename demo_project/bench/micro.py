@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from demo_project.devdb import ROOT, database_settings
+from demo_project.devdb import ROOT, connect_params, database_settings
 
 DB_NAME = "django_pool_bench"
 THREADS, CONNECTIONS = 8, 4
@@ -81,15 +81,6 @@ def select_loop(getconn: Callable[[], Any], putconn: Callable[[Any], None]) -> L
             putconn(conn)
 
     return loop
-
-
-def conninfo(settings: dict) -> dict:
-    """Return libpq keyword parameters for a ``DATABASES`` entry."""
-    params = {"dbname": settings["NAME"], "user": settings["USER"]}
-    for key, name in (("HOST", "host"), ("PORT", "port"), ("PASSWORD", "password")):
-        if settings.get(key):
-            params[name] = settings[key]
-    return params
 
 
 def package_at_revision(revision: str) -> str:
@@ -339,7 +330,7 @@ def bench_django(n: int, budget: float) -> list[dict]:
 def run_micro(n: int = 100_000, budget: float = 0.5) -> dict:
     """Run every micro benchmark; ``budget`` caps the seconds of one measurement."""
     settings = database_settings(DB_NAME)
-    params = conninfo(settings)
+    params = connect_params(settings)
     result = {
         "n": n,
         "budget_s": budget,

@@ -89,9 +89,9 @@ def server_version(settings: dict) -> str:
     """Return the PostgreSQL server's version string."""
     import psycopg2
 
-    from demo_project.bench.micro import conninfo
+    from demo_project.devdb import connect_params
 
-    conn = psycopg2.connect(**conninfo(settings))
+    conn = psycopg2.connect(**connect_params(settings))
     try:
         with conn.cursor() as cursor:
             cursor.execute("SHOW server_version")

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from demo_project.bench.micro import connectors, conninfo
-from demo_project.devdb import database_settings
+from demo_project.bench.micro import connectors
+from demo_project.devdb import connect_params, database_settings
 
 BORROWERS = 50
 CONNECT_DELAY = 0.15
@@ -172,7 +172,7 @@ def spike_once(name: str, params: dict) -> dict:
 
 def run_spike(rounds: int = 3) -> dict:
     """Run the burst ``rounds`` times per pool; return every round and the medians."""
-    params = conninfo(database_settings(DB_NAME))
+    params = connect_params(database_settings(DB_NAME))
     pools = {}
     for name in POOLS:
         runs = [spike_once(name, params) for _ in range(rounds)]
