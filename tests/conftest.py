@@ -23,6 +23,15 @@ def raw_connection(settings_dict: dict):
     return conn
 
 
+def require_embedded_server(why: str) -> None:
+    """Skip outside CI when the tests run on a server we may not change; fail in CI."""
+    if os.environ.get("DATABASE_URL"):
+        reason = f"{why}: needs the embedded server, not DATABASE_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 class ServerView:
     """What the server sees, through a connection of its own (never pooled)."""
 
@@ -84,11 +93,7 @@ def pooled(transactional_db):
 @pytest.fixture
 def password_role(server):
     """Make a role that must log in with a password (embedded server only: edits pg_hba.conf)."""
-    if os.environ.get("DATABASE_URL"):
-        reason = "edits pg_hba.conf: needs the embedded server, not DATABASE_URL"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_embedded_server("edits pg_hba.conf")
     user, password = "django_pool_pw", "Kd9-right-password"
     hba = devdb.PGDATA / "pg_hba.conf"
     rule = f"local all {user} scram-sha-256\n"
