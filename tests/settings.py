@@ -32,6 +32,8 @@ DATABASES = {
     "other": database_settings(
         "django_pool_tests_other",
         TIME_ZONE="Asia/Tokyo",
+        # Its own test database also when DATABASE_URL gives both aliases one NAME.
+        TEST={"NAME": "test_django_pool_tests_other"},
         OPTIONS={"pool": {"min_size": 0, "max_size": 2}},
     ),
 }
