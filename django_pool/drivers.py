@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from typing import Any, Protocol
 
@@ -73,18 +73,26 @@ class Driver(Protocol):
         """In a forked child, make an inherited connection harmless without telling the server."""
 
 
+@contextlib.contextmanager
+def _autocommit(conn: Any) -> Iterator[None]:
+    """Run the block in autocommit mode, then put the connection's mode back."""
+    autocommit = conn.autocommit
+    if not autocommit:
+        conn.autocommit = True
+    try:
+        yield
+    finally:
+        if not autocommit:
+            conn.autocommit = False
+
+
 class PsycopgDriver:
-    """What psycopg2 and psycopg 3 connections have in common."""
+    """What psycopg2 and psycopg 3 connections have in common; subclasses read the status."""
 
     def __init__(self, setup: Callable[[Any], object] | None = None) -> None:
         # DISCARD ALL also undoes the connection's set-up (SET ROLE, SET TIME ZONE): ``setup``
         # runs it again afterwards.
         self._setup = setup
-
-    def status(self, conn: Any) -> int:
-        if conn.closed:
-            return TxStatus.UNKNOWN
-        return conn.info.transaction_status
 
     def rollback(self, conn: Any) -> None:
         conn.rollback()
@@ -96,17 +104,10 @@ class PsycopgDriver:
 
     def discard_all(self, conn: Any) -> None:
         # DISCARD ALL cannot run inside a transaction block.
-        autocommit = conn.autocommit
-        if not autocommit:
-            conn.autocommit = True
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute("DISCARD ALL")
+        with _autocommit(conn), conn.cursor() as cursor:
+            cursor.execute("DISCARD ALL")
             if self._setup is not None:
                 self._setup(conn)
-        finally:
-            if not autocommit:
-                conn.autocommit = False
 
     def ping(self, conn: Any) -> None:
         with conn.cursor() as cursor:
@@ -118,10 +119,6 @@ class PsycopgDriver:
         # Closing a broken connection may fail; it is gone either way.
         with contextlib.suppress(Exception):
             conn.close()
-
-    def session_state(self, conn: Any) -> tuple:
-        parameter_status = conn.info.parameter_status
-        return tuple(map(parameter_status, REPORTED_SETTINGS))
 
     def restore_session(self, conn: Any, baseline: tuple) -> None:
         current = self._current_settings(conn)
@@ -137,15 +134,8 @@ class PsycopgDriver:
         calls = ", ".join(["set_config(%s, %s, false)"] * len(changed))
         params = [item for pair in changed for item in pair]
         # Outside a transaction, so that a later rollback cannot undo the restore.
-        autocommit = conn.autocommit
-        if not autocommit:
-            conn.autocommit = True
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(f"SELECT {calls}", params)
-        finally:
-            if not autocommit:
-                conn.autocommit = False
+        with _autocommit(conn), conn.cursor() as cursor:
+            cursor.execute(f"SELECT {calls}", params)
 
     def _current_settings(self, conn: Any) -> tuple:
         return self.session_state(conn)
