@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
 from .conf import CONFIG_DEFAULTS, get_config
-from .config import validate_options
+from .options import validate_options
 
 ENGINE = "django_pool.backends.postgresql"
 

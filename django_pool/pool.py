@@ -33,9 +33,9 @@ from time import monotonic, time
 from typing import Any
 
 from . import maintenance
-from .config import PoolConfig
 from .drivers import Driver, TxStatus
 from .errors import PoolClosed, PoolError, PoolTimeout, ServerUnavailable, TooManyRequests
+from .options import PoolConfig
 from .stats import Activity, Histogram, History, to_points
 
 logger = logging.getLogger("django_pool")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from django_pool import health
-from django_pool.config import PoolConfig
 from django_pool.health import verdict, worst
+from django_pool.options import PoolConfig
 from django_pool.pool import ConnectionPool
 from django_pool.stats import POINT_KEYS
 

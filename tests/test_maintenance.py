@@ -12,8 +12,8 @@ from itertools import pairwise
 import pytest
 
 from django_pool import maintenance
-from django_pool.config import PoolConfig
 from django_pool.maintenance import Maintenance
+from django_pool.options import PoolConfig
 from django_pool.pool import ConnectionPool
 
 from .fakes import FakeConnect, FakeDriver, in_child, is_collected, wait_until

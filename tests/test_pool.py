@@ -15,7 +15,6 @@ from itertools import pairwise
 import pytest
 
 from django_pool import pool as pool_module
-from django_pool.config import PoolConfig
 from django_pool.drivers import TxStatus
 from django_pool.errors import (
     PoolClosed,
@@ -24,6 +23,7 @@ from django_pool.errors import (
     ServerUnavailable,
     TooManyRequests,
 )
+from django_pool.options import PoolConfig
 from django_pool.pool import ConnectionPool
 from django_pool.stats import History
 

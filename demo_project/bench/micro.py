@@ -107,7 +107,11 @@ def package_at_revision(revision: str) -> str:
 
 def our_pool(package: str, connect: Callable, driver: str, **options: Any) -> Any:
     """Return a 4-connection ``ConnectionPool`` from ``package`` (any revision)."""
-    config = importlib.import_module(f"{package}.config").PoolConfig
+    # Pool options moved from config.py to options.py; older revisions have the former.
+    try:
+        config = importlib.import_module(f"{package}.options").PoolConfig
+    except ModuleNotFoundError:
+        config = importlib.import_module(f"{package}.config").PoolConfig
     adapter = getattr(importlib.import_module(f"{package}.drivers"), driver)()
     pool_class = importlib.import_module(f"{package}.pool").ConnectionPool
     options = {"min_size": CONNECTIONS, "max_size": CONNECTIONS, "name": "bench", **options}

@@ -53,8 +53,8 @@ def slowed(connect: Callable[[], Any], opened: Counter) -> Callable[[], Any]:
 
 def ours(params: dict, opened: Counter) -> Pool:
     """Return this pool with min_size 0 and max_size 50 on psycopg2."""
-    from django_pool.config import PoolConfig
     from django_pool.drivers import Psycopg2Driver
+    from django_pool.options import PoolConfig
     from django_pool.pool import ConnectionPool
 
     connect = slowed(connectors(params)["psycopg2"], opened)

@@ -16,8 +16,8 @@ from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
 
 from ... import registry
-from ...config import PoolConfig
 from ...drivers import driver_for
+from ...options import PoolConfig
 from ...pool import ConnectionPool
 from ...signals import EventSender
 from .creation import DatabaseCreation

@@ -1,4 +1,4 @@
-"""Pool options: defaults, parsing and validation (no Django import)."""
+"""Pool options (`OPTIONS["pool"]`): defaults, parsing and validation (no Django import)."""
 
 from __future__ import annotations
 

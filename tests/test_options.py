@@ -2,7 +2,7 @@
 
 import pytest
 
-from django_pool.config import PoolConfig, validate_options
+from django_pool.options import PoolConfig, validate_options
 
 
 def test_true_means_the_documented_defaults():
