@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
 from .conf import CONFIG_DEFAULTS, get_config
-from .options import validate_options
+from .options import Problem, validate_options
 
 ENGINE = "django_pool.backends.postgresql"
 
@@ -21,12 +21,31 @@ _IDS = {
     "value": "django_pool.E003",
     "sizes": "django_pool.E004",
 }
-_HINTS = {
-    "unknown": "Remove or rename the key; see the options table in django_pool's README.",
-    "type": "Use a value of the documented type; see the options table in django_pool's README.",
-    "value": "Use a positive value; see the options table in django_pool's README.",
-    "sizes": "Lower min_size or raise max_size so that min_size <= max_size.",
+# What each option takes, said once for both of its problem kinds (wrong type, bad value).
+_OPTION_HINTS = {
+    "pool": "Set OPTIONS['pool'] to True (the defaults), False (no pool) or a dict of options.",
+    "min_size": "Use an integer >= 0: the connections kept open when idle.",
+    "max_size": "Use an integer >= 1: the most connections this process opens.",
+    "max_waiting": "Use an integer >= 0: the borrowers allowed to queue (0 = no limit).",
+    "timeout": "Use a number of seconds greater than 0.",
+    "max_lifetime": "Use a number of seconds greater than 0.",
+    "max_idle": "Use a number of seconds greater than 0.",
+    "leak_timeout": "Use a number of seconds greater than 0, or None for no leak warnings.",
+    "check": 'Use "always", "never", or a number of seconds >= 0 of idleness after which '
+    "a connection is checked on borrow.",
+    "reset": 'Use "rollback" (roll back an open transaction) or "discard" (DISCARD ALL).',
+    "name": "Use a non-empty string, or None for the alias.",
 }
+
+
+def _hint(problem: Problem) -> str:
+    """Say how to fix one problem, for its kind and key."""
+    if problem.kind == "unknown":
+        return "Remove or rename the key; see the options table in django_pool's README."
+    if problem.kind == "sizes":
+        return "Lower min_size or raise max_size so that min_size <= max_size."
+    # An option added to options.py without a hint here still gets a pointer, not a KeyError.
+    return _OPTION_HINTS.get(problem.key, "See the options table in django_pool's README.")
 
 
 def _pooled_databases():
@@ -42,7 +61,7 @@ def _option_errors(alias: str, database: dict) -> list[Error]:
         errors.append(
             Error(
                 f"DATABASES[{alias!r}]['OPTIONS']['pool']: {problem.message}",
-                hint=_HINTS[problem.kind],
+                hint=_hint(problem),
                 id=_IDS[problem.kind],
             )
         )

@@ -8,6 +8,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from django_pool.checks import ENGINE, check_app_settings, check_pool_settings
+from django_pool.options import OPTION_NAMES
 
 pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 
@@ -109,3 +110,37 @@ def test_app_settings_must_be_a_dict(settings):
 def test_metrics_without_prometheus_client_warns(settings, monkeypatch):
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     assert app_ids(settings, METRICS=True) == ["django_pool.W002"]
+
+
+# Hints fit their problem
+
+
+@pytest.mark.parametrize(
+    ("pool", "says"),
+    [
+        ({"reset": "truncate"}, 'Use "rollback" (roll back an open transaction) or "discard"'),
+        ({"check": -1}, 'Use "always", "never", or a number of seconds >= 0'),
+        ({"min_size": -1}, "Use an integer >= 0"),
+        ({"max_waiting": -1}, "Use an integer >= 0"),
+        ({"max_size": 0}, "Use an integer >= 1"),
+        ({"timeout": 0}, "Use a number of seconds greater than 0"),
+        ({"leak_timeout": "soon"}, "or None for no leak warnings"),
+        ({"name": ""}, "Use a non-empty string"),
+        ("yes", "Set OPTIONS['pool'] to True (the defaults), False (no pool) or a dict"),
+    ],
+)
+def test_each_hint_fits_its_problem(pool, says):
+    with override_settings(DATABASES={"default": database(pool)}):
+        (error,) = check_pool_settings()
+    assert says in error.hint
+    assert "positive" not in error.hint
+
+
+def test_every_option_has_a_hint_of_its_own():
+    # A value of no option's type: exactly one problem per key.
+    bad = dict.fromkeys(OPTION_NAMES, object())
+    with override_settings(DATABASES={"default": database(bad)}):
+        errors = check_pool_settings()
+    assert len(errors) == len(OPTION_NAMES)
+    for key, error in zip(OPTION_NAMES, errors, strict=True):
+        assert "README" not in error.hint, f"{key!r} needs a hint in checks._OPTION_HINTS"
