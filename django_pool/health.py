@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from .connect_errors import diagnose
+
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
 _RANK = {OK: 0, WARNING: 1, CRITICAL: 2}
 
@@ -166,12 +168,11 @@ def _server_down(snapshot: dict[str, Any]) -> list[tuple[str, str, str | None]]:
         return []
     down_s = stats["server_down_ms"] / 1000.0
     since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snapshot["taken_at"] - down_s))
-    reason = (
-        f"server unreachable for {down_s:.0f} s (since {since}); "
-        f"last error: {stats['last_connect_error']}"
-    )
-    where = f" ({snapshot['server']})" if snapshot.get("server") else ""
-    return [(CRITICAL, reason, f"check that the database server{where} is up and reachable")]
+    error = stats["last_connect_error"]
+    # The advice depends on the error: a refused login needs another password, not a restart.
+    diagnosis = diagnose(error, where=snapshot.get("server") or "")
+    reason = f"{diagnosis.what} for {down_s:.0f} s (since {since}); last error: {error}"
+    return [(CRITICAL, reason, diagnosis.advice)]
 
 
 def _exhausted(

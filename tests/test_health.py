@@ -97,8 +97,22 @@ def test_a_server_down_is_critical_and_says_since_when_and_why():
         "server unreachable for 65 s (since 2023-11-14 22:17:15 UTC); last error: " + error
     ]
     assert result["recommendations"] == [
-        "check that the database server (host=db dbname=shop) is up and reachable"
+        "check HOST and PORT in DATABASES, and that the database server (host=db dbname=shop) "
+        "is up and accepts connections"
     ]
+
+
+def test_a_refused_login_says_what_the_server_said_and_what_to_check():
+    error = (
+        'connection to server at "db" failed: FATAL:  password authentication failed for user "x"'
+    )
+    result = verdict(snapshot(server_down_ms=5_000, last_connect_error=error))
+    assert result["status"] == "critical"
+    assert result["reasons"][0].startswith("login refused by the server for 5 s")
+    (advice,) = result["recommendations"]
+    assert advice.startswith("the server said 'password authentication failed for user \"x\"'")
+    assert "PASSWORD" in advice and "pg_hba.conf" in advice
+    assert "is up" not in advice, "the server answered: it is up"
 
 
 def test_timeouts_are_critical_with_how_many_and_the_peak():
