@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
 from .conf import CONFIG_DEFAULTS, get_config
+from .connect_errors import diagnose
 from .options import Problem, validate_options
 
 ENGINE = "django_pool.backends.postgresql"
@@ -83,38 +84,66 @@ def _conn_max_age_errors(alias: str, database: dict) -> list[Error]:
     ]
 
 
+def _settings_errors(alias: str, database: dict) -> list[Error]:
+    return _option_errors(alias, database) + _conn_max_age_errors(alias, database)
+
+
 @register()
 def check_pool_settings(app_configs=None, **kwargs) -> list[Error]:
     """Report bad OPTIONS['pool'] values and CONN_MAX_AGE != 0 on pooled databases."""
     errors = []
     for alias, database in _pooled_databases():
-        errors += _option_errors(alias, database)
-        errors += _conn_max_age_errors(alias, database)
+        errors += _settings_errors(alias, database)
     return errors
 
 
 @register(Tags.database)
 def check_pool_connections(app_configs=None, databases=None, **kwargs) -> list[Error]:
-    """With ``check --database``, borrow a connection and report the server's error if any."""
+    """With ``check --database``, connect once and report the server's error if any."""
     errors = []
     for alias in databases or ():
-        connection = connections[alias]
-        if connection.settings_dict.get("ENGINE") != ENGINE:
-            continue
-        try:
-            connection.ensure_connection()
-        except (DatabaseError, ImproperlyConfigured) as error:
-            errors.append(
-                Error(
-                    f"DATABASES[{alias!r}]: cannot connect: {error}".strip(),
-                    hint="Check NAME, HOST, PORT, USER and PASSWORD, and that the server "
-                    "is running and accepts connections from this host.",
-                    id="django_pool.E006",
-                )
-            )
-        finally:
-            connection.close()
+        database = connections[alias].settings_dict
+        # Each problem once, under its own id: a bad setting is not also a failed connect.
+        if database.get("ENGINE") == ENGINE and not _settings_errors(alias, database):
+            errors += _connection_errors(alias, database)
     return errors
+
+
+def _connection_errors(alias: str, database: dict) -> list[Error]:
+    error = _connect(alias, database)
+    if error is None:
+        return []
+    if isinstance(error, ImproperlyConfigured):
+        hint = "Fix the setting that the message names."  # Django's own: no server involved
+    else:
+        advice = diagnose(str(error)).advice
+        hint = f"{advice[:1].upper()}{advice[1:]}."
+    return [
+        Error(
+            f"DATABASES[{alias!r}]: cannot connect: {str(error).strip()}",
+            hint=hint,
+            id="django_pool.E006",
+        )
+    ]
+
+
+def _connect(alias: str, database: dict) -> Exception | None:
+    """Open and close one unpooled connection; return the error if that fails."""
+    # Imported here: it imports the driver, which only a pooled alias needs.
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    # Not through the pool: the probe must leave no pool behind, and a pool logs a failed
+    # connect ("server marked down") to the console before the check's own report. Without
+    # OPTIONS["pool"], which Django's backend would read as psycopg_pool's options.
+    options = {key: value for key, value in database["OPTIONS"].items() if key != "pool"}
+    wrapper = DatabaseWrapper({**database, "OPTIONS": options}, alias)
+    try:
+        wrapper.ensure_connection()
+    except (DatabaseError, ImproperlyConfigured) as error:
+        return error
+    finally:
+        wrapper.close()
+    return None
 
 
 def _number_errors(config: dict) -> list[Error]:

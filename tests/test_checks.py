@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connections
 from django.test import override_settings
 
-from django_pool.checks import ENGINE, check_app_settings, check_pool_settings
+from demo_project import devdb
+from django_pool import registry
+from django_pool.backends.postgresql.base import DatabaseWrapper
+from django_pool.checks import (
+    ENGINE,
+    check_app_settings,
+    check_pool_connections,
+    check_pool_settings,
+)
 from django_pool.options import OPTION_NAMES
 
 pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
@@ -144,3 +160,102 @@ def test_every_option_has_a_hint_of_its_own():
     assert len(errors) == len(OPTION_NAMES)
     for key, error in zip(OPTION_NAMES, errors, strict=True):
         assert "README" not in error.hint, f"{key!r} needs a hint in checks._OPTION_HINTS"
+
+
+# check --database: one probe, the server's own error, nothing else
+
+UNREACHABLE = {"HOST": "127.0.0.1", "PORT": "1"}
+
+
+@contextmanager
+def extra_alias(name: str, **fields) -> Iterator[str]:
+    """Add alias ``name``: the test database's settings with ``fields`` changed."""
+    # Set directly: connections read DATABASES once, and Django's test cases refuse
+    # connections to aliases in DATABASES that the test did not declare.
+    wrapper = DatabaseWrapper({**connections["default"].settings_dict, **fields}, name)
+    connections[name] = wrapper
+    try:
+        yield name
+    finally:
+        wrapper.close()
+        del connections[name]
+        registry.close_pool(name)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"OPTIONS": {"pool": {"reset": "truncate"}}}, "django_pool.E003"),
+        ({"CONN_MAX_AGE": 60}, "django_pool.E005"),
+        ({"CONN_MAX_AGE": 60, **UNREACHABLE}, "django_pool.E005"),
+    ],
+)
+def test_a_bad_setting_is_reported_once_not_again_as_a_failed_connect(settings, fields, expected):
+    with extra_alias("bad", **fields) as alias, pytest.raises(SystemCheckError) as info:
+        # check_pool_settings reads settings.DATABASES, the probe the alias's connection.
+        settings.DATABASES = {**settings.DATABASES, alias: connections[alias].settings_dict}
+        call_command("check", databases=[alias])
+    report = str(info.value)
+    assert report.count("django_pool.E0") == 1, report
+    assert expected in report
+
+
+@pytest.mark.django_db
+def test_a_reachable_server_passes_and_the_probe_leaves_no_pool():
+    with extra_alias("reachable") as alias:
+        assert check_pool_connections(databases=[alias]) == []
+        assert alias not in registry.pools()
+
+
+@pytest.mark.django_db
+def test_an_unreachable_server_is_its_own_error_without_pool_log_records(caplog):
+    caplog.set_level(logging.DEBUG, logger="django_pool")
+    with extra_alias("unreachable", **UNREACHABLE) as alias:
+        (error,) = check_pool_connections(databases=[alias])
+        assert alias not in registry.pools()
+    assert error.id == "django_pool.E006"
+    assert '"127.0.0.1", port 1 failed: Connection refused' in error.msg
+    assert "HOST and PORT" in error.hint
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+@pytest.mark.django_db
+def test_a_setting_django_refuses_is_reported_without_server_advice():
+    with extra_alias("no_name", NAME="") as alias:
+        (error,) = check_pool_connections(databases=[alias])
+    assert error.id == "django_pool.E006"
+    assert "Please supply the NAME" in error.msg
+    assert error.hint == "Fix the setting that the message names."
+
+
+def test_a_refused_login_names_the_password_and_pg_hba(password_role):
+    user, _ = password_role
+    wrong = "Xq7-not-the-password"
+    with extra_alias("wrong_password", USER=user, PASSWORD=wrong) as alias:
+        (error,) = check_pool_connections(databases=[alias])
+    assert error.id == "django_pool.E006"
+    assert f'password authentication failed for user "{user}"' in error.msg
+    assert error.hint.startswith("The server said 'password authentication failed")
+    assert "PASSWORD" in error.hint and "pg_hba.conf" in error.hint
+    assert wrong not in error.msg + error.hint
+
+
+def test_manage_py_check_prints_its_report_and_no_log_line():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/anything",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--database", "default"],
+        cwd=devdb.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("SystemCheckError"), result.stderr
+    assert result.stderr.count("django_pool.E006") == 1
+    assert "Connection refused" in result.stderr
