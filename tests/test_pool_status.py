@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connections
 
+from demo_project import devdb
 from django_pool import registry
-from django_pool.management.commands.pool_status import render
+from django_pool.management.commands.pool_status import Command, render
 from tests.test_publish import cache_settings
 from tests.test_server import child_process
 
@@ -135,3 +139,65 @@ def test_every_process_publishing_to_the_cache(settings, tmp_path, server):
     rows = {line.split()[1]: line.split() for line in processes[2:-1]}
     assert set(rows) == {f"{os.getpid()}*", str(child["pid"])}
     assert rows[str(child["pid"])][2] == "default"
+
+
+def manage_py_pool_status(database_url: str | None) -> subprocess.CompletedProcess:
+    """Run ``manage.py pool_status --database default`` in a new process, as a probe would."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "manage.py", "pool_status", "--database", "default"],
+        cwd=devdb.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def socket_url(user: str, password: str) -> str:
+    """Return a DATABASE_URL for the test database through the embedded server's socket."""
+    settings = connections["default"].settings_dict
+    host = settings["HOST"].replace("/", "%2F")
+    return f"postgres://{user}:{password}@{host}:{settings['PORT']}/{settings['NAME']}"
+
+
+def test_help_tells_the_exit_status():
+    text = " ".join(Command().create_parser("manage.py", "pool_status").format_help().split())
+    assert (
+        "the exit status is 2 when any pool is critical, and 0 when all are ok or warning" in text
+    )
+
+
+def test_exit_status_is_0_when_no_pool_is_critical():
+    result = manage_py_pool_status(database_url=None)
+    assert result.returncode == 0, result.stderr
+    assert "  default: critical" not in result.stdout
+
+
+def test_an_unreachable_server_exits_2_and_says_to_check_host_and_port():
+    result = manage_py_pool_status("postgres://postgres@127.0.0.1:1/anything")
+    assert result.returncode == 2, result.stderr
+    assert "CommandError: health is critical for default" in result.stderr
+    health = section(result.stdout, "Health")
+    assert health[1] == "  default: critical"
+    assert "HOST and PORT" in "\n".join(health)
+
+
+def test_a_refused_login_says_what_the_server_said_and_to_check_password_and_pg_hba(
+    password_role,
+):
+    user, _ = password_role
+    wrong = "Xq7-not-the-password"
+    result = manage_py_pool_status(socket_url(user, wrong))
+    assert result.returncode == 2, result.stderr
+    health = section(result.stdout, "Health")
+    assert health[1] == "  default: critical"
+    assert health[2].startswith("    - login refused by the server for ")
+    (advice,) = [line for line in health if line.startswith("    > ")]
+    assert advice.startswith(
+        f"    > the server said 'password authentication failed for user \"{user}\"': "
+    )
+    assert "PASSWORD" in advice and "pg_hba.conf" in advice and "is up" not in advice
+    assert wrong not in result.stdout + result.stderr, "passwords never appear"

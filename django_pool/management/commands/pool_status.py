@@ -16,7 +16,7 @@ from django.db import DatabaseError, connections
 from ... import publish, registry
 from ...backends.postgresql.base import DatabaseWrapper
 from ...conf import get_config
-from ...health import verdict
+from ...health import CRITICAL, verdict
 from ...server import server_view
 
 # The states PostgreSQL reports, in the order a reader scans them; others follow by name.
@@ -26,7 +26,9 @@ _STATES = ("active", "idle", "idle in transaction", "idle in transaction (aborte
 class Command(BaseCommand):
     help = (
         "Show the pools of this process, of every process publishing to DJANGO_POOL['CACHE'], "
-        "the server's connections per process, and each pool's health."
+        "the server's connections per process, and each pool's health. Without --watch, the "
+        "exit status is 2 when any pool is critical, and 0 when all are ok or warning, so "
+        "that scripts and probes can use it."
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -47,7 +49,8 @@ class Command(BaseCommand):
         aliases = pooled_aliases(options["database"])
         errors = warm_up(aliases)
         if watch is None:
-            self._show(aliases, errors, options["json"], indent=2)
+            health = self._show(aliases, errors, options["json"], indent=2)
+            _exit_if_critical(health)
         else:
             with contextlib.suppress(KeyboardInterrupt):  # how a watch ends
                 self._watch(aliases, errors, options["json"], watch, options["iterations"])
@@ -76,12 +79,21 @@ class Command(BaseCommand):
 
     def _show(
         self, aliases: list[str], errors: dict[str, str], as_json: bool, indent: int | None
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Write the status; return the health verdicts by alias."""
         status = gather(aliases)
         if as_json:
             self.stdout.write(json.dumps(status, indent=indent, default=str))
         else:
             self.stdout.write(render(status, errors))
+        return status["health"]
+
+
+def _exit_if_critical(health: dict[str, Any]) -> None:
+    # Exit status 2, as monitoring plugins use it for critical; 1 is Django's for a failure.
+    critical = [alias for alias, result in health.items() if result["status"] == CRITICAL]
+    if critical:
+        raise CommandError(f"health is critical for {', '.join(critical)}", returncode=2)
 
 
 def pooled_aliases(only: str | None = None) -> list[str]:
