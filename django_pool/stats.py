@@ -1,4 +1,4 @@
-"""Latency histograms and the last hour of a pool's activity (no I/O, no Django).
+"""A pool's counters, latency histograms and last hour of activity (no I/O, no Django).
 
 The pool updates these under its own lock, so nothing here locks. Reading them (a snapshot)
 copies under the pool's lock and does the arithmetic outside it.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -248,3 +248,116 @@ class History:
 def to_points(rows: list[tuple]) -> list[dict[str, Any]]:
     """Turn ``History.rows()`` into JSON-ready dicts keyed by ``POINT_KEYS``."""
     return [dict(zip(POINT_KEYS, row, strict=True)) for row in rows]
+
+
+class PoolStats:
+    """A pool's counters, histograms, peaks and history, updated under the pool's lock.
+
+    Names follow psycopg_pool's ``get_stats()`` where they overlap. The pool's fast path
+    keeps direct references to ``counts`` and to the histograms' counts, so that a borrow
+    costs no more attribute look-ups than it did before these lived here.
+    """
+
+    REQUESTS_NUM = "requests_num"
+    REQUESTS_QUEUED = "requests_queued"
+    REQUESTS_WAIT_MS = "requests_wait_ms"
+    REQUESTS_ERRORS = "requests_errors"
+    REQUESTS_TIMEOUTS = "requests_timeouts"
+    REQUESTS_TOO_MANY = "requests_too_many"
+    CONNECTIONS_NUM = "connections_num"
+    CONNECTIONS_ERRORS = "connections_errors"
+    CONNECTIONS_LOST = "connections_lost"
+    CONNECTIONS_CLOSED = "connections_closed"
+    CONNECTIONS_RECLAIMED = "connections_reclaimed"
+    CONNECTIONS_LEAKED = "connections_leaked"
+    RETURNS_BAD = "returns_bad"
+    SESSIONS_RESTORED = "sessions_restored"
+    COUNTERS = (
+        REQUESTS_NUM,
+        REQUESTS_QUEUED,
+        REQUESTS_WAIT_MS,
+        REQUESTS_ERRORS,
+        REQUESTS_TIMEOUTS,
+        REQUESTS_TOO_MANY,
+        CONNECTIONS_NUM,
+        CONNECTIONS_ERRORS,
+        CONNECTIONS_LOST,
+        CONNECTIONS_CLOSED,
+        CONNECTIONS_RECLAIMED,
+        CONNECTIONS_LEAKED,
+        RETURNS_BAD,
+        SESSIONS_RESTORED,
+    )
+
+    __slots__ = ("counts", "waits", "holds", "connects", "history", "peak_in_use", "peak_waiting")
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.counts: Counter[str] = Counter()
+        self.waits = Histogram()  # getconn() until lent, or until PoolTimeout
+        self.holds = Histogram()  # lent until returned; its sum is usage_ms
+        self.connects = Histogram()  # connect() of each new connection; its sum is connections_ms
+        self.history = History(clock=clock, wall=wall)
+        self.peak_in_use = 0  # since the last history sample
+        self.peak_waiting = 0
+
+    def sample(self, now: float, in_use: int, idle: int, waiting: int) -> float:
+        """Close the history slots ended by ``now``; return when the next one ends."""
+        activity = Activity(
+            in_use_peak=max(self.peak_in_use, in_use),
+            waiting_peak=max(self.peak_waiting, waiting),
+            in_use=in_use,
+            idle=idle,
+            waiting=waiting,
+            totals=self._totals(),
+            waits=self.waits.counts,
+        )
+        self.history.sample(now, activity)
+        self.peak_in_use, self.peak_waiting = in_use, waiting
+        return self.history.next_due
+
+    def _totals(self) -> dict[str, float]:
+        """Return the cumulative counts History.sample() takes."""
+        counts = self.counts
+        return {
+            "requests": counts[self.REQUESTS_NUM],
+            "timeouts": counts[self.REQUESTS_TIMEOUTS],
+            "too_many": counts[self.REQUESTS_TOO_MANY],
+            "errors": counts[self.REQUESTS_ERRORS],
+            "lost": counts[self.CONNECTIONS_LOST],
+            "returns_bad": counts[self.RETURNS_BAD],
+            "reclaimed": counts[self.CONNECTIONS_RECLAIMED],
+            "leaked": counts[self.CONNECTIONS_LEAKED],
+            "returns": self.holds.count,
+            "hold_ms": self.holds.sum_ms,
+        }
+
+    def counters(self) -> dict[str, int]:
+        """Return the counters and the connect and hold time sums, in whole numbers."""
+        counters = {
+            "connections_ms": round(self.connects.sum_ms),
+            "usage_ms": round(self.holds.sum_ms),
+        }
+        for key in self.COUNTERS:
+            counters[key] = round(self.counts[key])
+        return counters
+
+    def copy(self) -> tuple[Histogram, Histogram, Histogram, list[tuple]]:
+        """Return copies of what a snapshot summarises, to work on outside the pool's lock."""
+        return self.waits.copy(), self.holds.copy(), self.connects.copy(), self.history.rows()
+
+    def sections(
+        self, copies: tuple[Histogram, Histogram, Histogram, list[tuple]]
+    ) -> dict[str, Any]:
+        """Return the snapshot's latency and history sections from ``copy()``'s result."""
+        waits, holds, connects, rows = copies
+        return {
+            "wait_ms": waits.summary(),
+            "hold_ms": holds.summary(),
+            "connect_ms": connects.summary(),
+            "history": {"interval_s": self.history.interval_s, "points": to_points(rows)},
+        }
