@@ -5,15 +5,15 @@ connection, and a driver adapter (``drivers.Driver``) for the few things it does
 
 Every physical connection has one ``_ConnectionRecord`` and is, at any moment, in exactly
 one place: the idle stack, the borrowed map, or the hands of the one thread that is
-checking, resetting or closing it. Decisions (which place, how many to open) are taken
-under one lock per pool; connecting, pinging, rolling back, closing and waiting happen
-outside it. New connections are opened, and idle, expired, orphaned and leaked ones looked
-after, by the process's one maintenance thread (``maintenance.py``).
+checking, resetting or closing it; ``_conns`` knows them all, for a forked child to detach.
+Decisions (which place, how many to open) are taken under one lock per pool; connecting,
+pinging, rolling back, closing and waiting happen outside it. New connections are opened,
+and idle, expired, orphaned and leaked ones looked after, by the pool's own worker thread
+(``background.py``); ``on_event`` runs in the process's events thread, never in the worker.
 
-Observability costs the borrow/return fast path a few comparisons and one histogram update
-under the lock it already holds: latency histograms and a history of the last hour
-(``stats.py``) read by ``snapshot()``; events for ``on_event`` and rate-limited log records,
-both outside the lock and off the fast path.
+Around the pool: ``PoolStats`` (``stats.py``) keeps the counters, histograms and the last
+hour, updated under the lock borrowing and returning already hold; ``Backoff``
+(``backoff.py``) keeps the down state of the server and when to try it again.
 """
 
 from __future__ import annotations
@@ -26,30 +26,36 @@ import sys
 import threading
 import traceback
 import weakref
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import monotonic, time
 from typing import Any
 
-from . import maintenance
+from . import background
+from .backoff import Backoff
 from .drivers import Driver, TxStatus
 from .errors import PoolClosed, PoolError, PoolTimeout, ServerUnavailable, TooManyRequests
 from .options import PoolConfig
-from .stats import Activity, Histogram, History, to_points
+from .stats import PoolStats
 
 logger = logging.getLogger("django_pool")
 
 _IDLE = TxStatus.IDLE
 _UNKNOWN = TxStatus.UNKNOWN
 
+# Counter names the fast path uses, as module globals: one look-up instead of two.
+_REQUESTS_NUM = PoolStats.REQUESTS_NUM
+_REQUESTS_ERRORS = PoolStats.REQUESTS_ERRORS
+
 # A pool's maintenance round (closing idle and expired connections, reclaiming those of
 # exited threads, reporting leaks) comes at least this often, and at most this often so a
-# tiny max_idle in tests does not turn the maintenance thread into a busy loop.
+# tiny max_idle in tests does not turn the worker into a busy loop.
 _MAX_TICK = 5.0
 _MIN_TICK = 0.01
 
 _current_thread = threading.current_thread
+_WorkerThread = background.WorkerThread
 
 # The options a snapshot reports, under their OPTIONS["pool"] names.
 _CONFIG_KEYS = (
@@ -119,6 +125,7 @@ class _ConnectionRecord:
         "borrowed_at",
         "borrower",
         "stack",
+        "shared",
         "leak_reported",
     )
 
@@ -130,8 +137,11 @@ class _ConnectionRecord:
         self.checked_at = created_at  # last known to work: opened or pinged
         self.returned_at = created_at
         self.borrowed_at = created_at
+        # The checkout: who borrowed it (None while not borrowed), from where (only with
+        # leak_timeout), and whether other threads use it too (then it is never reclaimed).
         self.borrower: threading.Thread | None = None
-        self.stack: _Stack | None = None  # only with leak_timeout
+        self.stack: _Stack | None = None
+        self.shared = False
         self.leak_reported: float | None = None  # borrowed_at of the borrow reported leaked
 
 
@@ -196,6 +206,7 @@ class ConnectionPool:
         "_connect",
         "_driver",
         "_label",
+        "_server",
         "_pid",
         "_min_size",
         "_max_size",
@@ -210,71 +221,29 @@ class ConnectionPool:
         "_settled",
         "_idle",
         "_borrowed",
+        "_conns",
         "_waiting",
         "_nconns",
+        "_requested",
         "_connecting",
-        "_opening",
+        "_connect_started",
         "_closed",
         "_started",
         "_maintenance_requested",
         "_due",
         "_suspect_before",
-        "_down_since",
-        "_connect_error",
-        "_retry_at",
         "_backoff",
+        "_worker",
         "_stats",
-        "_server",
-        "_on_event",
-        "_log_gate",
+        "_counts",
         "_waits",
         "_wait_counts",
         "_holds",
-        "_connects",
-        "_history",
         "_next_sample",
-        "_peak_in_use",
-        "_peak_waiting",
+        "_on_event",
+        "_log_gate",
         "__weakref__",
     )
-
-    # Counters; usage_ms and connections_ms are the sums of the hold and connect histograms.
-    _REQUESTS_NUM = "requests_num"
-    _REQUESTS_QUEUED = "requests_queued"
-    _REQUESTS_WAIT_MS = "requests_wait_ms"
-    _REQUESTS_ERRORS = "requests_errors"
-    _REQUESTS_TIMEOUTS = "requests_timeouts"
-    _REQUESTS_TOO_MANY = "requests_too_many"
-    _CONNECTIONS_NUM = "connections_num"
-    _CONNECTIONS_ERRORS = "connections_errors"
-    _CONNECTIONS_LOST = "connections_lost"
-    _CONNECTIONS_CLOSED = "connections_closed"
-    _CONNECTIONS_RECLAIMED = "connections_reclaimed"
-    _CONNECTIONS_LEAKED = "connections_leaked"
-    _RETURNS_BAD = "returns_bad"
-    _SESSIONS_RESTORED = "sessions_restored"
-    _COUNTERS = (
-        _REQUESTS_NUM,
-        _REQUESTS_QUEUED,
-        _REQUESTS_WAIT_MS,
-        _REQUESTS_ERRORS,
-        _REQUESTS_TIMEOUTS,
-        _REQUESTS_TOO_MANY,
-        _CONNECTIONS_NUM,
-        _CONNECTIONS_ERRORS,
-        _CONNECTIONS_LOST,
-        _CONNECTIONS_CLOSED,
-        _CONNECTIONS_RECLAIMED,
-        _CONNECTIONS_LEAKED,
-        _RETURNS_BAD,
-        _SESSIONS_RESTORED,
-    )
-
-    # While the server is down, seconds between connect attempts: doubled after each
-    # failure up to the cap, with jitter so that the processes of a site don't retry in step.
-    _BACKOFF_INITIAL = 0.1
-    _BACKOFF_MAX = 5.0
-    _BACKOFF_JITTER = 0.1
 
     # A borrow that waited this long is logged (INFO).
     _SLOW_WAIT_MS = 100.0
@@ -296,6 +265,7 @@ class ConnectionPool:
         self._connect = connect
         self._driver = driver
         self._label = f"pool {self.name!r}" + (f" ({server})" if server else "")
+        self._server = server
         self._pid = os.getpid()
         self._min_size = config.min_size
         self._max_size = config.max_size
@@ -318,34 +288,31 @@ class ConnectionPool:
         # them "recently used" forever.
         self._idle: list[_ConnectionRecord] = []
         self._borrowed: dict[int, _ConnectionRecord] = {}
+        # Every open connection by id(), wherever it is, from the moment connect() returns.
+        self._conns: dict[int, Any] = {}
         self._waiting: deque[_Waiter] = deque()
         self._nconns = 0  # open: idle, borrowed, or in a thread's hands
-        self._connecting = 0  # requested from the maintenance thread, not yet opened or given up
-        self._opening = 0  # of those, connects under way
+        self._requested = 0  # asked of the worker, not yet opened or given up
+        self._connecting = 0  # of those, the connect under way (0 or 1: one worker)
+        self._connect_started: float | None = None  # when the connect under way began
         self._closed = False
         self._started = False
         self._maintenance_requested = False
-        self._due = float("inf")  # the next maintenance round (monotonic), read by its thread
+        self._due = float("inf")  # the next maintenance round (monotonic), read by the worker
         # A connection last known to work before this moment is checked on its next
         # borrow: one turned out dead, so the server may have restarted under them all.
         self._suspect_before = float("-inf")
-        # Set by a failed connect, cleared by the next successful one.
-        self._down_since: float | None = None
-        self._connect_error: BaseException | None = None
-        self._retry_at = 0.0
-        self._backoff = 0.0
-        self._stats: Counter[str] = Counter()
-        self._server = server
+        self._backoff = Backoff()
+        self._worker = background.Worker(self)
+        self._stats = PoolStats(clock=monotonic, wall=time)
+        # The fast path's direct references into the stats.
+        self._counts = self._stats.counts
+        self._waits = self._stats.waits
+        self._wait_counts = self._waits.counts  # for the fast path's zero waits
+        self._holds = self._stats.holds
+        self._next_sample = self._stats.history.next_due
         self._on_event = on_event
         self._log_gate = _LogGate()
-        self._waits = Histogram()  # getconn() until lent, or until PoolTimeout
-        self._wait_counts = self._waits.counts  # for the fast path's zero waits
-        self._holds = Histogram()  # lent until returned
-        self._connects = Histogram()  # connect() of each new connection
-        self._history = History(clock=monotonic, wall=time)
-        self._next_sample = self._history.next_due
-        self._peak_in_use = 0  # since the last history sample
-        self._peak_waiting = 0
         _pools.add(self)
 
     def __repr__(self) -> str:
@@ -361,15 +328,17 @@ class ConnectionPool:
         if not self._started:
             self._start()
         borrower = _current_thread()
+        if borrower.__class__ is _WorkerThread:
+            raise self._worker_thread_error()
         stack = None if self._leak_timeout is None else _borrower_stack()
         now = monotonic()
         with self._lock:
             if self._closed:
-                self._stats[self._REQUESTS_ERRORS] += 1
+                self._counts[_REQUESTS_ERRORS] += 1
                 raise self._closed_error()
             if now >= self._next_sample:
                 self._sample(now)
-            self._stats[self._REQUESTS_NUM] += 1
+            self._counts[_REQUESTS_NUM] += 1
             record = self._idle.pop() if self._idle else None
             if (
                 record is not None
@@ -395,6 +364,18 @@ class ConnectionPool:
             yield conn
         finally:
             self.putconn(conn)
+
+    def set_shared(self, conn: Any, shared: bool) -> None:
+        """Say whether threads besides its borrower use ``conn`` (then it is never reclaimed).
+
+        Django's wrappers share a connection between threads with ``inc_thread_sharing()``
+        (``LiveServerTestCase`` does): the borrowing thread may end while another still uses
+        the connection and gives it back later.
+        """
+        with self._lock:
+            record = self._borrowed.get(id(conn))
+            if record is not None:
+                record.shared = shared
 
     def _getconn_slow(
         self,
@@ -440,7 +421,7 @@ class ConnectionPool:
                 error,
             )
             self._distrust_older()
-            self._discard(record, self._CONNECTIONS_LOST)
+            self._discard(record, PoolStats.CONNECTIONS_LOST)
             self._emit("connection_lost", {"reason": "check"})
             return False
         record.checked_at = now
@@ -468,8 +449,8 @@ class ConnectionPool:
     def _note_in_use(self) -> None:
         """Keep the peak of connections in use since the last history sample (under the lock)."""
         in_use = self._nconns - len(self._idle)
-        if in_use > self._peak_in_use:
-            self._peak_in_use = in_use
+        if in_use > self._stats.peak_in_use:
+            self._stats.peak_in_use = in_use
 
     def _log_slow_wait(self, waited: float) -> None:
         self._log(
@@ -488,16 +469,18 @@ class ConnectionPool:
         now = monotonic()
         with self._lock:
             if self._closed:
-                self._stats[self._REQUESTS_ERRORS] += 1
+                self._counts[_REQUESTS_ERRORS] += 1
                 raise self._closed_error()
             if self._idle:
                 record = self._idle.pop()
                 self._note_in_use()
                 return record
-            if self._down_since is not None and now < self._retry_at:
-                # Waiting would only run out the timeout: no connect is due before then.
-                self._stats[self._REQUESTS_ERRORS] += 1
-                raise self._unavailable_error(now)
+            if self._backoff.down:
+                self._backoff.hurry(now)
+                if self._nothing_can_come(now):
+                    # Waiting would only run out the timeout.
+                    self._counts[_REQUESTS_ERRORS] += 1
+                    raise self._unavailable_error(now)
             refusal = self._refuse_if_queue_full()
             if refusal is None:
                 waiter = self._enqueue_waiter()
@@ -508,12 +491,18 @@ class ConnectionPool:
         self._reclaim(orphans)
         return self._wait(waiter, now, deadline, timeout)
 
+    def _nothing_can_come(self, now: float) -> bool:
+        """Return whether no connection can reach a waiter: none open, no connect to come."""
+        # Anything open (borrowed, or being checked or reset) may come back; one connect
+        # under way or due may succeed. Only when neither holds is the server's error final.
+        return not (self._nconns or self._connecting or self._backoff.due(now))
+
     def _refuse_if_queue_full(self) -> tuple[TooManyRequests, dict[str, Any]] | None:
         """Count and return the refusal of a waiter past max_waiting, if full (under the lock)."""
         if not self._max_waiting or len(self._waiting) < self._max_waiting:
             return None
-        self._stats[self._REQUESTS_ERRORS] += 1
-        self._stats[self._REQUESTS_TOO_MANY] += 1
+        self._counts[_REQUESTS_ERRORS] += 1
+        self._counts[PoolStats.REQUESTS_TOO_MANY] += 1
         error = TooManyRequests(
             f"{self._label}: too many requests waiting ({len(self._waiting)} waiting, "
             f"max_waiting={self._max_waiting}, {self.in_use()}/{self.size()} in use)"
@@ -524,9 +513,9 @@ class ConnectionPool:
         """Queue a new waiter and have connections opened for it if needed (under the lock)."""
         waiter = _Waiter()
         self._waiting.append(waiter)
-        self._stats[self._REQUESTS_QUEUED] += 1
-        if len(self._waiting) > self._peak_waiting:
-            self._peak_waiting = len(self._waiting)
+        self._counts[PoolStats.REQUESTS_QUEUED] += 1
+        if len(self._waiting) > self._stats.peak_waiting:
+            self._stats.peak_waiting = len(self._waiting)
         self._grow_for_waiters()
         return waiter
 
@@ -540,15 +529,15 @@ class ConnectionPool:
         with self._lock:
             if now >= self._next_sample:
                 self._sample(now)
-            self._stats[self._REQUESTS_WAIT_MS] += (now - since) * 1000.0
+            self._counts[PoolStats.REQUESTS_WAIT_MS] += (now - since) * 1000.0
             if waiter.record is None and waiter.error is None:
                 self._waiting.remove(waiter)
-                self._stats[self._REQUESTS_TIMEOUTS] += 1
+                self._counts[PoolStats.REQUESTS_TIMEOUTS] += 1
                 self._waits.add((now - (deadline - timeout)) * 1000.0)  # since getconn()
-                waiter.error = self._timeout_error(timeout)
+                waiter.error = self._timeout_error(timeout, now)
                 exhausted = self._exhaustion("timeout")
             if waiter.error is not None:
-                self._stats[self._REQUESTS_ERRORS] += 1
+                self._counts[_REQUESTS_ERRORS] += 1
         if exhausted is not None:
             self._report_exhausted(waiter.error, exhausted)
         if waiter.error is not None:
@@ -585,7 +574,7 @@ class ConnectionPool:
             if now >= self._next_sample:
                 self._sample(now)
             record = self._borrowed.pop(id(conn), None)
-            if record is None and not self._closed:
+            if record is None and not self._closed and status != _UNKNOWN:
                 raise self._not_lent_error(conn)
             if record is not None:
                 self._holds.add((now - record.borrowed_at) * 1000.0)
@@ -604,14 +593,29 @@ class ConnectionPool:
     ) -> None:
         """Close, reset or retire a connection that cannot go straight back."""
         if record is None:
-            self._driver.close(conn)  # returned to a closed pool, which forgot it
+            self._close_unknown(conn, status)
         elif self._closed or now >= record.expires_at:
             self._discard(record)
         elif not self._reset(record, status):
-            self._discard(record, self._RETURNS_BAD)
+            self._discard(record, PoolStats.RETURNS_BAD)
             self._emit("connection_lost", {"reason": "broken"})
         else:
             self._give_back(record)
+
+    def _close_unknown(self, conn: Any, status: TxStatus) -> None:
+        """Close a connection returned that the pool no longer knows, quietly."""
+        if status == _UNKNOWN and not self._closed:
+            # Already closed: reclaimed after its borrowing thread exited, while another
+            # thread still had it. Nothing is lost by accepting it; the log says why.
+            self._log(
+                logging.WARNING,
+                "late_return",
+                "%s: a connection came back closed after the pool reclaimed it (its "
+                "borrowing thread had exited); use inc_thread_sharing() on a wrapper whose "
+                "connection another thread gives back",
+                self._label,
+            )
+        self._driver.close(conn)  # returned to a closed pool, which forgot it
 
     def _reset(self, record: _ConnectionRecord, status: TxStatus) -> bool:
         """Roll back and/or discard or restore session state; return False if it failed."""
@@ -643,7 +647,7 @@ class ConnectionPool:
         if self._driver.session_state(record.conn) == record.baseline:
             return
         self._driver.restore_session(record.conn, record.baseline)
-        self._count(self._SESSIONS_RESTORED)
+        self._count(PoolStats.SESSIONS_RESTORED)
 
     def _give_back(self, record: _ConnectionRecord) -> None:
         """Put a reset connection back, or close it if the pool closed meanwhile."""
@@ -657,11 +661,14 @@ class ConnectionPool:
     def _return_to_waiter_or_idle(self, record: _ConnectionRecord, now: float) -> None:
         """Hand a connection to the oldest waiter, else push it on the idle stack (under lock)."""
         record.returned_at = now
+        # Forgotten, not kept until the next borrow: they would pin an exited thread.
+        record.borrower = record.stack = None
+        record.shared = False
         if self._waiting:
             self._waiting.popleft().set(record)
             return
         self._idle.append(record)
-        # Cheap look at the bottom of the stack; the maintenance thread does the closing.
+        # Cheap look at the bottom of the stack; the worker does the closing.
         if self._nconns > self._min_size and self._idle[0].returned_at < now - self._max_idle:
             self._request_maintenance()
 
@@ -669,12 +676,15 @@ class ConnectionPool:
         """Close a connection in hand, then free its slot (maybe for a replacement)."""
         # Closed before the slot is freed, so the server never sees more than max_size.
         self._driver.close(record.conn)
+        now = monotonic()
         with self._lock:
             self._nconns -= 1
-            self._stats[self._CONNECTIONS_CLOSED] += 1
+            self._conns.pop(id(record.conn), None)
+            self._counts[PoolStats.CONNECTIONS_CLOSED] += 1
             if counter is not None:
-                self._stats[counter] += 1
+                self._counts[counter] += 1
             self._maybe_grow()
+            self._fail_waiters_if_nothing_can_come(now)
 
     def _distrust_older(self) -> None:
         """Have every connection last known to work before now checked on its next borrow."""
@@ -682,17 +692,17 @@ class ConnectionPool:
         with self._lock:
             self._suspect_before = max(self._suspect_before, now)
 
-    # Growing (decisions under the lock, connects in the maintenance thread)
+    # Growing (decisions under the lock, connects in the worker)
 
     def _start(self) -> None:
-        """Join the maintenance thread's rounds on first use and open min_size connections."""
+        """Start the worker and its rounds on first use, and open min_size connections."""
         with self._lock:
             if self._started or self._closed:
                 return
             self._started = True
             self._due = monotonic() + self._tick
             self._maybe_grow()
-        maintenance.register(self)
+        self._worker.start()
 
     def _maybe_grow(self) -> None:
         """Request connections for waiters and up to min_size (under the lock)."""
@@ -700,36 +710,38 @@ class ConnectionPool:
             return
         self._grow_for_waiters()
         self._request_connections(
-            min(self._min_size - self._nconns - self._connecting, self._room())
+            min(self._min_size - self._nconns - self._requested, self._room())
         )
 
     def _grow_for_waiters(self) -> None:
         """Request a connection for each waiter not covered by one on its way (under the lock)."""
-        # The maintenance thread opens them one at a time, giving up on those nobody waits
-        # for any more: a burst of 50 borrowers is served by returns and a few new
-        # connections, not by 50 connects.
-        self._request_connections(min(len(self._waiting) - self._connecting, self._room()))
+        # The worker opens them one at a time, giving up on those nobody waits for any
+        # more: a burst of 50 borrowers is served by returns and a few new connections,
+        # not by 50 connects.
+        self._request_connections(min(len(self._waiting) - self._requested, self._room()))
 
     def _room(self) -> int:
-        return self._max_size - self._nconns - self._connecting
+        return self._max_size - self._nconns - self._requested
 
     def _request_connections(self, count: int) -> None:
-        """Ask the maintenance thread for ``count`` connections (under the lock)."""
-        if count > 0 and self._down_since is not None:
-            # While the server is down: one attempt at a time, none before the backoff ends.
-            count = 0 if self._connecting or monotonic() < self._retry_at else 1
+        """Ask the worker for ``count`` connections (under the lock)."""
+        if count > 0 and self._backoff.down:
+            # While the server is down: one attempt at a time, none before it is due.
+            count = 0 if self._requested or not self._backoff.due(monotonic()) else 1
         for _ in range(count):
-            self._connecting += 1
-            maintenance.submit(self, ConnectionPool._add_connection)
+            self._requested += 1
+            self._worker.submit(ConnectionPool._add_connection)
 
     def _add_connection(self) -> None:
-        """Open one connection for the oldest waiter or the idle stack (maintenance thread)."""
-        with self._lock:
-            if not self._wants_connection():
-                self._connecting -= 1
-                return
-            self._opening += 1
+        """Open one connection for the oldest waiter or the idle stack (worker)."""
         started = monotonic()
+        with self._lock:
+            if not self._wants_connection(started):
+                self._requested -= 1
+                self._fail_waiters_if_nothing_can_come(started)
+                return
+            self._connecting += 1
+            self._connect_started = self._backoff.tried_at = started
         try:
             conn = self._connect()
         except Exception as error:  # noqa: BLE001 - the driver's error goes to a waiter
@@ -737,79 +749,62 @@ class ConnectionPool:
         else:
             self._add_record(conn, started)
 
-    def _wants_connection(self) -> bool:
+    def _wants_connection(self, now: float) -> bool:
         """Return whether a requested connection is still needed and may be opened now."""
         if self._closed or not (self._waiting or self._nconns < self._min_size):
             return False
         # A request made before the last failed connect waits for the next attempt.
-        return self._down_since is None or monotonic() >= self._retry_at
+        return self._backoff.due(now)
 
     def _add_record(self, conn: Any, started: float) -> None:
         """Take a new connection into the pool, or close it if the pool closed meanwhile."""
+        with self._lock:
+            self._conns[id(conn)] = conn  # from now on a forked child detaches it
         baseline = self._driver.session_state(conn)
         now = monotonic()
         lifetime = self.config.max_lifetime * (1.0 - random.uniform(0.0, 0.1))
         record = _ConnectionRecord(conn, baseline, now, now + lifetime)
         connect_ms = (now - started) * 1000.0
-        # Only this thread connects, so only this thread changes the down state.
-        if self._down_since is not None:
-            self._mark_up(now)
         with self._lock:
+            down_since = self._backoff.succeeded()
             self._end_connect()
-            self._stats[self._CONNECTIONS_NUM] += 1
-            self._connects.add(connect_ms)
+            self._counts[PoolStats.CONNECTIONS_NUM] += 1
+            self._stats.connects.add(connect_ms)
             closed = self._closed
             if closed:
-                self._stats[self._CONNECTIONS_CLOSED] += 1
+                self._counts[PoolStats.CONNECTIONS_CLOSED] += 1
+                del self._conns[id(conn)]
             else:
+                # Queued before the hand-off, so that its borrower's next dispatch comes after.
+                self._emit("connection_created", {"connect_ms": connect_ms})
                 self._nconns += 1
                 self._return_to_waiter_or_idle(record, now)
                 self._note_in_use()
                 self._maybe_grow()
+        if down_since is not None:
+            self._log(
+                logging.INFO,
+                "up",
+                "%s: server is back after %.1f s down",
+                self._label,
+                now - down_since,
+            )
         if closed:
             self._driver.close(conn)
-        else:
-            self._emit("connection_created", {"connect_ms": connect_ms})
 
     def _fail_connect(self, error: Exception) -> None:
-        """Mark the server down, and fail the waiters rather than let them time out."""
+        """Mark the server down; fail the waiters only if nothing else can reach them."""
         now = monotonic()
-        # Logged before the waiters fail, so the log explains the errors that follow it.
-        self._mark_down(error, now)
         with self._lock:
-            self._end_connect()
-            self._stats[self._CONNECTIONS_ERRORS] += 1
-            if self._waiting:
-                # The oldest gets the server's own words ("password authentication failed").
-                self._waiting.popleft().fail(error)
-            while self._waiting:
-                self._waiting.popleft().fail(self._unavailable_error(now))
-            self._plan_retry(now)
-
-    def _end_connect(self) -> None:
-        """Count a connect under way as done, for close() to know (under the lock)."""
-        self._connecting -= 1
-        self._opening -= 1
-        if not self._opening:
-            self._settled.notify_all()
-
-    def _mark_down(self, error: Exception, now: float) -> None:
-        """Enter or stay in the down state, schedule the next attempt, and log the failure."""
-        jitter = random.uniform(1.0 - self._BACKOFF_JITTER, 1.0 + self._BACKOFF_JITTER)
-        with self._lock:
-            down_since = self._down_since
-            if down_since is None:
-                self._down_since = now
-                self._backoff = self._BACKOFF_INITIAL
-                what = "connection failed, server marked down"
-            else:
-                self._backoff = min(self._backoff * 2, self._BACKOFF_MAX)
-                what = f"reconnect attempt failed, server down for {now - down_since:.1f} s"
-            delay = min(self._backoff * jitter, self._BACKOFF_MAX)
-            self._retry_at = now + delay
-            self._connect_error = error
+            down_since = self._backoff.failed(error, now)
+            delay = self._backoff.retry_at - now
             # Idle connections may be dead too, if the server restarted.
             self._suspect_before = max(self._suspect_before, now)
+        # Logged before the waiters fail, so the log explains the errors that follow it.
+        if down_since is None:
+            what = "connection failed, server marked down"
+        else:
+            what = f"reconnect attempt failed, server down for {now - down_since:.1f} s"
         self._log(
             logging.WARNING,
             "reconnect" if down_since is not None else "down",
@@ -819,30 +814,54 @@ class ConnectionPool:
             _describe(error),
             delay,
         )
-
-    def _mark_up(self, now: float) -> None:
-        """Leave the down state after a successful connect, and log the recovery."""
         with self._lock:
-            down_for = now - self._down_since
-            self._down_since = None
-            self._connect_error = None
-        self._log(logging.INFO, "up", "%s: server is back after %.1f s down", self._label, down_for)
+            self._end_connect()
+            self._counts[PoolStats.CONNECTIONS_ERRORS] += 1
+            self._fail_waiters_if_nothing_can_come(now, error)
+            self._plan_retry(now)
+
+    def _fail_waiters_if_nothing_can_come(self, now: float, error: Exception | None = None) -> None:
+        """Fail every waiter, rather than let them time out, if none can be served (under lock).
+
+        The oldest gets the failed connect's own ``error`` ("password authentication
+        failed"), when there is one, and the others ``ServerUnavailable``.
+        """
+        if not self._waiting or not self._backoff.down:
+            return
+        if error is None:
+            # Not straight after a failed attempt: the waiters may have one made for them.
+            self._backoff.hurry(now)
+            self._grow_for_waiters()
+        if not self._nothing_can_come(now):
+            return
+        if error is not None:
+            self._waiting.popleft().fail(error)
+        while self._waiting:
+            self._waiting.popleft().fail(self._unavailable_error(now))
+
+    def _end_connect(self) -> None:
+        """Count the connect under way as done, for close() to know (under the lock)."""
+        self._requested -= 1
+        self._connecting -= 1
+        self._connect_started = None
+        if not self._connecting:
+            self._settled.notify_all()
 
     def _plan_retry(self, now: float) -> None:
-        """Bring the next maintenance round forward to the next attempt if min_size is short."""
+        """Bring the next round forward to the next attempt if anyone needs a connection."""
         if (
-            self._down_since is not None
-            and self._retry_at > now
-            and self._nconns + self._connecting < self._min_size
+            self._backoff.down
+            and self._backoff.retry_at > now
+            and (self._waiting or self._nconns + self._requested < self._min_size)
         ):
-            self._due = min(self._due, self._retry_at)
+            self._due = min(self._due, self._backoff.retry_at)
 
-    # Maintenance rounds (maintenance thread)
+    # Maintenance rounds (worker)
 
     def _request_maintenance(self) -> None:
         if not self._maintenance_requested:
             self._maintenance_requested = True
-            maintenance.submit(self, ConnectionPool._maintain)
+            self._worker.submit(ConnectionPool._maintain)
 
     def _maintain(self) -> None:
         """Close expired, surplus and orphaned connections, report leaks, refill to min_size."""
@@ -876,7 +895,11 @@ class ConnectionPool:
 
     def _pop_orphans(self) -> list[_ConnectionRecord]:
         """Take out borrowed connections whose borrowing thread has exited (under the lock)."""
-        orphans = [record for record in self._borrowed.values() if not record.borrower.is_alive()]
+        orphans = [
+            record
+            for record in self._borrowed.values()
+            if not record.shared and not record.borrower.is_alive()
+        ]
         for record in orphans:
             del self._borrowed[id(record.conn)]
         return orphans
@@ -895,7 +918,7 @@ class ConnectionPool:
                 self._borrowed_at_text(record.stack),
             )
             # Its state is unknown (maybe mid-transaction): closed, never reused.
-            self._discard(record, self._CONNECTIONS_RECLAIMED)
+            self._discard(record, PoolStats.CONNECTIONS_RECLAIMED)
             self._emit("connection_lost", {"reason": "reclaimed"})
 
     def _note_leaks(self, now: float) -> list[_Leak]:
@@ -908,7 +931,7 @@ class ConnectionPool:
             if held >= self._leak_timeout and record.leak_reported != record.borrowed_at:
                 record.leak_reported = record.borrowed_at
                 leaks.append((record.borrower.name, held, record.stack))
-        self._stats[self._CONNECTIONS_LEAKED] += len(leaks)
+        self._counts[PoolStats.CONNECTIONS_LEAKED] += len(leaks)
         return leaks
 
     def _warn_of_leaks(self, leaks: list[_Leak]) -> None:
@@ -945,16 +968,18 @@ class ConnectionPool:
             self._closed = True
             idle, self._idle = self._idle, []
             self._nconns -= len(idle)
-            self._stats[self._CONNECTIONS_CLOSED] += len(idle)
+            for record in idle:
+                del self._conns[id(record.conn)]
+            self._counts[PoolStats.CONNECTIONS_CLOSED] += len(idle)
             while self._waiting:
                 self._waiting.popleft().fail(self._closed_error())
-        maintenance.unregister(self)
+        self._worker.stop()
         for record in idle:
             self._driver.close(record.conn)
         # Up to ``timeout`` seconds: a connect under way closes its connection when it lands
         # in the closed pool, so that afterwards the server sees none of this pool's.
         with self._lock:
-            self._settled.wait_for(lambda: not self._opening, timeout)
+            self._settled.wait_for(lambda: not self._connecting, timeout)
 
     def _detach_in_child(self) -> None:
         """Make the inherited connections harmless in a forked child, and this pool unusable."""
@@ -964,8 +989,10 @@ class ConnectionPool:
         self._settled = threading.Condition(self._lock)
         self._log_gate = _LogGate()
         self._closed = True
-        for record in [*self._idle, *self._borrowed.values()]:
-            self._driver.detach(record.conn)
+        # Every one: idle, borrowed, and those in a thread's hands at the fork (being
+        # opened, checked or reset), which that thread's objects may still reference.
+        for conn in list(self._conns.values()):
+            self._driver.detach(conn)
 
     @property
     def closed(self) -> bool:
@@ -976,7 +1003,7 @@ class ConnectionPool:
 
     def size(self) -> int:
         """Return the number of connections open or being opened."""
-        return self._nconns + self._connecting
+        return self._nconns + self._requested
 
     def available(self) -> int:
         """Return the number of idle connections."""
@@ -998,8 +1025,8 @@ class ConnectionPool:
 
     def _read_stats(self, now: float) -> dict[str, Any]:
         """Return the dict stats() returns (under the lock)."""
-        down_since, error = self._down_since, self._connect_error
-        stats = {
+        down_since, error = self._backoff.down_since, self._backoff.error
+        return {
             "name": self.name,
             "pool_min": self._min_size,
             "pool_max": self._max_size,
@@ -1009,12 +1036,8 @@ class ConnectionPool:
             "requests_waiting": self.waiting(),
             "server_down_ms": 0 if down_since is None else int((now - down_since) * 1000.0),
             "last_connect_error": None if error is None else _describe(error),
-            "connections_ms": round(self._connects.sum_ms),
-            "usage_ms": round(self._holds.sum_ms),
+            **self._stats.counters(),
         }
-        for key in self._COUNTERS:
-            stats[key] = round(self._stats[key])
-        return stats
 
     def snapshot(self) -> dict[str, Any]:
         """Return a fresh JSON-ready dict: config, stats, latency histograms, last hour."""
@@ -1024,8 +1047,7 @@ class ConnectionPool:
                 self._sample(now)
             stats = self._read_stats(now)
             # Copies: the percentiles and dicts are worked out after the lock is released.
-            waits, holds, connects = self._waits.copy(), self._holds.copy(), self._connects.copy()
-            rows = self._history.rows()
+            copies = self._stats.copy()
         return {
             "name": self.name,
             "pid": self._pid,
@@ -1034,20 +1056,17 @@ class ConnectionPool:
             "taken_at": time(),
             "config": {key: getattr(self.config, key) for key in _CONFIG_KEYS},
             "stats": stats,
-            "wait_ms": waits.summary(),
-            "hold_ms": holds.summary(),
-            "connect_ms": connects.summary(),
-            "history": {"interval_s": self._history.interval_s, "points": to_points(rows)},
+            **self._stats.sections(copies),
         }
 
     def _count(self, counter: str) -> None:
         with self._lock:
-            self._stats[counter] += 1
+            self._counts[counter] += 1
 
-    # History (sampled lazily: by borrows, returns, snapshots and the maintenance thread)
+    # History (sampled lazily: by borrows, returns, snapshots and the worker)
 
     def _sample_history(self) -> None:
-        """Close the history slots that have ended (maintenance thread)."""
+        """Close the history slots that have ended (worker)."""
         now = monotonic()
         with self._lock:
             if now >= self._next_sample:
@@ -1055,45 +1074,25 @@ class ConnectionPool:
 
     def _sample(self, now: float) -> None:
         """Close the history slots ended by ``now`` (under the lock, past _next_sample)."""
-        in_use, waiting = self.in_use(), len(self._waiting)
-        activity = Activity(
-            in_use_peak=max(self._peak_in_use, in_use),
-            waiting_peak=max(self._peak_waiting, waiting),
-            in_use=in_use,
-            idle=len(self._idle),
-            waiting=waiting,
-            totals=self._totals(),
-            waits=self._wait_counts,
+        self._next_sample = self._stats.sample(
+            now, self.in_use(), len(self._idle), len(self._waiting)
         )
-        self._history.sample(now, activity)
-        self._next_sample = self._history.next_due
-        self._peak_in_use, self._peak_waiting = in_use, waiting
-
-    def _totals(self) -> dict[str, float]:
-        """Return the cumulative counts History.sample() takes (under the lock)."""
-        stats = self._stats
-        return {
-            "requests": stats[self._REQUESTS_NUM],
-            "timeouts": stats[self._REQUESTS_TIMEOUTS],
-            "too_many": stats[self._REQUESTS_TOO_MANY],
-            "errors": stats[self._REQUESTS_ERRORS],
-            "lost": stats[self._CONNECTIONS_LOST],
-            "returns_bad": stats[self._RETURNS_BAD],
-            "reclaimed": stats[self._CONNECTIONS_RECLAIMED],
-            "leaked": stats[self._CONNECTIONS_LEAKED],
-            "returns": self._holds.count,
-            "hold_ms": self._holds.sum_ms,
-        }
 
     # Events and logging (outside the lock)
 
     def _emit(self, event: str, info: dict[str, Any]) -> None:
-        """Call on_event; log what it raises, never let it reach the pool's caller."""
-        if self._on_event is None:
-            return
+        """Have on_event called in the events thread: never in the worker, which it could stall.
+
+        Only a queue put: cheap enough to do under the lock where the order matters.
+        """
+        if self._on_event is not None:
+            background.dispatch(self._deliver, event, info)
+
+    def _deliver(self, event: str, info: dict[str, Any]) -> None:
+        """Call on_event; log what it raises (events thread)."""
         try:
             self._on_event(event, info)
-        except Exception:  # noqa: BLE001 - a receiver's bug must not fail a borrow
+        except Exception:  # noqa: BLE001 - a receiver's bug is logged, and the next one runs
             self._log(
                 logging.ERROR,
                 "on_event",
@@ -1122,24 +1121,41 @@ class ConnectionPool:
     def _closed_error(self) -> PoolClosed:
         return PoolClosed(f"{self._label} is closed")
 
-    def _timeout_error(self, timeout: float) -> PoolTimeout:
-        return PoolTimeout(
+    def _timeout_error(self, timeout: float, now: float) -> PoolTimeout:
+        message = (
             f"{self._label}: couldn't get a connection after {timeout:.2f} s "
             f"({self.in_use()}/{self.size()} in use, {len(self._waiting)} waiting, "
             f"max_size={self._max_size})"
         )
+        if self._connect_started is not None and now - self._connect_started >= timeout / 2:
+            # A server that accepts TCP but never answers: say so, not just "busy".
+            message += (
+                f"; a connect has been waiting {now - self._connect_started:.2f} s for the "
+                "server to answer (connect_timeout in OPTIONS bounds it)"
+            )
+        elif self._backoff.error is not None:
+            message += f"; last connect error: {_describe(self._backoff.error)}"
+        return PoolTimeout(message)
 
     def _unavailable_error(self, now: float) -> ServerUnavailable:
+        backoff = self._backoff
         return ServerUnavailable(
-            f"{self._label}: server unavailable for {now - self._down_since:.1f} s "
-            f"(last connect error: {_describe(self._connect_error)}); "
-            f"next attempt in {max(self._retry_at - now, 0.0):.2f} s"
+            f"{self._label}: server unavailable for {now - backoff.down_since:.1f} s "
+            f"(last connect error: {_describe(backoff.error)}); "
+            f"next attempt in {max(backoff.retry_at - now, 0.0):.2f} s"
         )
 
     def _not_lent_error(self, conn: Any) -> PoolError:
         return PoolError(
             f"{self._label}: putconn() got a {type(conn).__name__} this pool did not lend, "
-            "or one already returned (or reclaimed after its borrowing thread exited)"
+            "or one already returned"
+        )
+
+    def _worker_thread_error(self) -> PoolError:
+        return PoolError(
+            f"{self._label}: getconn() called from the pool's own worker thread, which opens "
+            "its connections: a borrow there could wait for itself forever. Run Django code "
+            "from your own threads, or from django_pool.background.dispatch()"
         )
 
     def _other_process_error(self) -> PoolError:

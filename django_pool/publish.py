@@ -17,10 +17,10 @@ import time
 from typing import Any
 
 from django.core.cache import BaseCache, caches
-from django.db import connections
 
-from . import maintenance, registry
+from . import background, registry
 from .conf import get_config
+from .signals import give_back_connections
 
 logger = logging.getLogger("django_pool")
 
@@ -49,8 +49,8 @@ def publish() -> None:
         if cache is not None:
             _publish(cache, get_config()["PUBLISH_TTL"])
     except Exception:
-        # Called from the maintenance thread: a cache that is down must cost a log line,
-        # never the pools' maintenance.
+        # Called from the events thread: a cache that is down must cost a log line, never
+        # the signals that thread delivers.
         logger.exception("could not publish this process's pool snapshots")
 
 
@@ -73,25 +73,21 @@ def process_snapshots() -> list[dict[str, Any]]:
 
 
 def start_publishing() -> None:
-    """Publish every ``PUBLISH_INTERVAL`` seconds from the maintenance thread (once a process)."""
+    """Publish every ``PUBLISH_INTERVAL`` seconds from the events thread (once a process)."""
     config = get_config()
     if config["CACHE"] is None:
         return  # no thread for a feature that is off
     # Calling it again only replaces the registration, and forked children inherit it: once
     # a process however often ready() runs, and in every worker of a preloading server.
-    maintenance.every(config["PUBLISH_INTERVAL"], _publish_in_background)
+    background.every(config["PUBLISH_INTERVAL"], _publish_in_background)
 
 
 def _publish_in_background() -> None:
-    """Publish from the maintenance thread, then give back what the cache borrowed."""
+    """Publish from the events thread, then give back what the cache borrowed."""
     publish()
     # A DatabaseCache borrows a connection in this thread, which never ends: unreturned,
     # it would stay borrowed for good.
-    for connection in connections.all(initialized_only=True):
-        try:
-            connection.close()
-        except Exception:
-            logger.exception("could not give back the connection the cache used")
+    give_back_connections()
 
 
 def _cache() -> BaseCache | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections import Counter
 
 import psycopg2
 import pytest
@@ -12,6 +13,7 @@ from django.db import connections
 from demo_project import devdb
 from django_pool import registry
 from django_pool.backends.postgresql.base import DatabaseWrapper
+from django_pool.pool import ConnectionPool
 
 _aliases = itertools.count()
 
@@ -64,6 +66,24 @@ class ServerView:
 
     def close(self) -> None:
         self.conn.close()
+
+
+@pytest.fixture
+def rounds(monkeypatch) -> Counter:
+    """Count each pool's finished maintenance rounds, by pool name.
+
+    A test that waits for the worker to have done something (or nothing) waits for rounds
+    to have run, instead of sleeping and hoping they did.
+    """
+    counts: Counter = Counter()
+    maintain = ConnectionPool._maintain
+
+    def counting(pool: ConnectionPool) -> None:
+        maintain(pool)
+        counts[pool.name] += 1
+
+    monkeypatch.setattr(ConnectionPool, "_maintain", counting)
+    return counts
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ from itertools import pairwise
 
 import pytest
 
+from django_pool import background
 from django_pool import pool as pool_module
+from django_pool.backoff import Backoff
 from django_pool.drivers import TxStatus
 from django_pool.errors import (
     PoolClosed,
@@ -405,6 +407,34 @@ def test_never_more_than_max_size_open_or_opening(make_pool, connect):
 # Connect failures and a server that is down
 
 
+@pytest.fixture
+def fast_backoff(monkeypatch):
+    """Shorten the reconnect backoff and let every log record through."""
+    monkeypatch.setattr(Backoff, "INITIAL", 0.05)
+    monkeypatch.setattr(Backoff, "MAX", 0.2)
+    monkeypatch.setattr(ConnectionPool, "_LOG_EVERY", 0.0)
+
+
+@pytest.fixture
+def outage(make_pool, connect, caplog):
+    """Run a pool (min_size 1) through an outage of ``attempts`` failed connects, then back."""
+
+    def run(name: str, attempts: int) -> ConnectionPool:
+        connect.switch_off()
+        pool = make_pool(name=name, min_size=1)
+        with caplog.at_level(logging.INFO, logger="django_pool"):
+            # The worker's first connect for min_size may fail before the borrower's.
+            with pytest.raises((FakeError, ServerUnavailable)):
+                pool.getconn()
+            # The worker retries by itself to refill min_size: nobody borrows meanwhile.
+            assert wait_until(lambda: connect.attempts >= attempts)
+            connect.switch_on()
+            assert wait_until(lambda: pool.available() == 1)
+        return pool
+
+    return run
+
+
 def test_connect_failure_reaches_the_first_waiter_at_once(make_pool, connect, caplog):
     pool = make_pool()
     error = FakeError('password authentication failed for user "shop"')
@@ -440,6 +470,55 @@ def test_connect_failure_fails_the_other_waiters_at_once(make_pool, connect):
     assert stats["requests_timeouts"] == 0
 
 
+def test_a_refused_connect_never_fails_borrowers_a_return_can_serve(make_pool, connect):
+    pool = make_pool(max_size=4, timeout=5)
+    held = hold_all(pool, 2)
+    connect.fail(FakeError('too many connections for role "shop"'), times=1000)
+    third, fourth = [], []
+    threads = [borrow_in_thread(pool, third)]
+    assert wait_until(lambda: pool.stats()["connections_errors"] >= 1)
+    time.sleep(0.05)
+    threads.append(borrow_in_thread(pool, fourth))
+    assert wait_until(lambda: pool.waiting() == 2)
+    time.sleep(0.3)  # well past the first backoff: failed attempts must not fail them
+    assert third == fourth == []
+    for conn in held:
+        pool.putconn(conn)
+    for thread in threads:
+        thread.join(5)
+    assert (third, fourth) == ([held[0]], [held[1]])  # oldest waiter first
+    assert pool.stats()["requests_errors"] == 0
+
+
+def test_a_waiter_timing_out_while_connects_fail_is_told_the_servers_error(make_pool, connect):
+    pool = make_pool(name="default", max_size=2)
+    held = pool.getconn()
+    connect.fail(FakeError('too many connections for role "shop"'), times=1000)
+    with pytest.raises(PoolTimeout) as info:
+        pool.getconn(timeout=0.3)
+    assert str(info.value) == (
+        "pool 'default': couldn't get a connection after 0.30 s (1/1 in use, 0 waiting, "
+        'max_size=2); last connect error: too many connections for role "shop"'
+    )
+    pool.putconn(held)
+
+
+def test_waiters_fail_fast_once_the_last_open_connection_is_lost(make_pool, connect):
+    pool = make_pool(timeout=5)
+    held = pool.getconn()
+    connect.switch_off()
+    results = []
+    waiter = borrow_in_thread(pool, results)
+    assert wait_until(lambda: pool.stats()["connections_errors"] == 1)
+    assert results == []  # the held connection may still come back
+    started = time.monotonic()
+    held.status = TxStatus.UNKNOWN  # its query failed: the server went away
+    pool.putconn(held)
+    waiter.join(5)
+    assert time.monotonic() - started < 1.0
+    assert isinstance(results[0], (ServerUnavailable, FakeError))
+
+
 def test_borrow_fails_fast_while_the_server_is_down(make_pool, connect):
     server = "host=/tmp port=5432 dbname=shop"
     pool = make_pool(name="default", timeout=10, server=server)
@@ -449,7 +528,7 @@ def test_borrow_fails_fast_while_the_server_is_down(make_pool, connect):
     started = time.monotonic()
     with pytest.raises(ServerUnavailable) as info:
         pool.getconn()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 0.1
     assert isinstance(info.value, PoolError)
     message = str(info.value)
     assert message.startswith(f"pool 'default' ({server}): server unavailable for 0.")
@@ -465,19 +544,9 @@ def test_borrow_fails_fast_while_the_server_is_down(make_pool, connect):
 
 @pytest.mark.timing
 def test_reconnect_attempts_back_off_up_to_the_cap_and_recover(
-    make_pool, connect, monkeypatch, caplog
+    outage, connect, fast_backoff, caplog
 ):
-    monkeypatch.setattr(ConnectionPool, "_BACKOFF_INITIAL", 0.05)
-    monkeypatch.setattr(ConnectionPool, "_BACKOFF_MAX", 0.2)
-    monkeypatch.setattr(ConnectionPool, "_LOG_EVERY", 0.0)  # every attempt's record, here
-    connect.switch_off()
-    pool = make_pool(name="backoff", min_size=1)
-    with caplog.at_level(logging.INFO, logger="django_pool"):
-        with pytest.raises(FakeError):
-            pool.getconn()
-        assert wait_until(lambda: connect.attempts >= 6)
-        connect.switch_on()
-        assert wait_until(lambda: pool.available() == 1)
+    pool = outage("backoff", attempts=6)
     times = connect.attempt_times[:6]
     gaps = [later - earlier for earlier, later in pairwise(times)]
     for gap, backoff in zip(gaps, [0.05, 0.1, 0.2, 0.2, 0.2], strict=True):
@@ -496,20 +565,47 @@ def test_reconnect_attempts_back_off_up_to_the_cap_and_recover(
     assert (stats["server_down_ms"], stats["last_connect_error"]) == (0, None)
 
 
-def test_borrower_triggers_the_attempt_when_it_is_due(make_pool, connect, monkeypatch):
-    monkeypatch.setattr(ConnectionPool, "_BACKOFF_INITIAL", 0.05)
+def test_reconnect_failures_are_rate_limited(outage, caplog, monkeypatch):
+    monkeypatch.setattr(Backoff, "INITIAL", 0.01)
+    monkeypatch.setattr(Backoff, "MAX", 0.02)
+    outage("down", attempts=10)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 3
+    assert "server marked down" in messages[0]
+    assert "reconnect attempt failed" in messages[1]
+    assert "server is back after" in messages[2]
+
+
+def test_a_borrower_brings_the_next_attempt_forward(make_pool, connect, monkeypatch):
+    monkeypatch.setattr(Backoff, "INITIAL", 60.0)  # the worker alone would wait a minute
     pool = make_pool(timeout=5)
     connect.switch_off()
     with pytest.raises(FakeError):
         pool.getconn()
-    time.sleep(0.06)
+    time.sleep(Backoff.BORROWER_INTERVAL + 0.01)
     with pytest.raises(FakeError):  # the attempt's own error, not ServerUnavailable
         pool.getconn()
     assert connect.attempts == 2
     connect.switch_on()
-    conn = borrow_when_up(pool)
-    assert conn is connect.connections[0]
+    time.sleep(Backoff.BORROWER_INTERVAL + 0.01)
+    assert pool.getconn() is connect.connections[0]
     assert connect.attempts == 3
+
+
+def test_borrowers_try_the_server_at_most_every_100_ms(make_pool, connect):
+    pool = make_pool(timeout=5)
+    connect.switch_off()
+    failures = 0
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        with pytest.raises((FakeError, ServerUnavailable)):
+            pool.getconn()
+        assert time.monotonic() - started < 0.1  # failing fast: no waiting out the timeout
+        failures += 1
+        time.sleep(0.001)
+    assert failures > 50
+    assert 3 <= connect.attempts <= 7, connect.attempt_times
 
 
 def test_idle_connections_from_before_a_restart_never_reach_borrowers(make_pool, connect):
@@ -939,8 +1035,50 @@ def test_connection_of_an_exited_thread_is_reclaimed_for_a_waiter(make_pool, cap
     assert "by thread 'forgetful', which exited without returning it" in caplog.text
     stats = pool.stats()
     assert (stats["connections_reclaimed"], stats["pool_size"], stats["pool_in_use"]) == (1, 1, 1)
-    with pytest.raises(PoolError, match="reclaimed after its borrowing thread exited"):
+
+
+def test_a_connection_given_back_after_it_was_reclaimed_is_accepted_with_a_warning(
+    make_pool, caplog
+):
+    pool = make_pool(name="default", max_size=1)
+    lost = []
+    start(lambda: lost.append(pool.getconn()), name="forgetful").join(5)
+    pool.putconn(pool.getconn(timeout=5))  # reclaims it
+    with caplog.at_level(logging.WARNING, logger="django_pool"):
+        pool.putconn(lost[0])  # from a thread that shared it: no exception
         pool.putconn(lost[0])
+    late = [
+        r.getMessage() for r in caplog.records if "after the pool reclaimed it" in r.getMessage()
+    ]
+    assert len(late) == 1
+    assert "inc_thread_sharing()" in late[0]
+    assert pool.stats()["pool_size"] == 1
+
+
+def test_a_shared_connection_is_not_reclaimed_when_its_borrower_exits(make_pool):
+    pool = make_pool(max_size=1)
+    shared = []
+
+    def borrow_and_share():
+        conn = pool.getconn()
+        pool.set_shared(conn, True)
+        shared.append(conn)
+
+    start(borrow_and_share).join(5)
+    with pytest.raises(PoolTimeout):
+        pool.getconn(timeout=0.1)  # a waiter looks for orphans
+    assert not shared[0].closed
+    assert pool.stats()["connections_reclaimed"] == 0
+    pool.putconn(shared[0])  # the thread it was shared with gives it back
+    assert pool.getconn() is shared[0]
+
+
+def test_a_returned_record_forgets_its_borrower(make_pool):
+    pool = make_pool(leak_timeout=60)
+    conn = pool.getconn()
+    pool.putconn(conn)
+    (record,) = pool._idle
+    assert (record.borrower, record.stack, record.shared) == (None, None, False)
 
 
 def test_connection_of_an_exited_thread_is_reclaimed_in_the_background(make_pool):
@@ -964,12 +1102,13 @@ def leaky_view(pool):
 
 
 @pytest.mark.timing
-def test_connection_held_past_leak_timeout_is_reported_once(make_pool, caplog):
+def test_connection_held_past_leak_timeout_is_reported_once(make_pool, rounds, caplog):
     pool = make_pool(leak_timeout=0.05)
     with caplog.at_level(logging.WARNING, logger="django_pool"):
         conn = leaky_view(pool)
         assert wait_until(lambda: pool.stats()["connections_leaked"] == 1)
-        time.sleep(0.2)  # several more maintenance rounds
+        seen = rounds[pool.name]
+        assert wait_until(lambda: rounds[pool.name] >= seen + 3)  # rounds that saw it again
     pool.putconn(conn)
     leaks = [r.getMessage() for r in caplog.records if "leak_timeout" in r.getMessage()]
     assert len(leaks) == 1
@@ -979,12 +1118,14 @@ def test_connection_held_past_leak_timeout_is_reported_once(make_pool, caplog):
     assert pool.stats()["connections_leaked"] == 1
 
 
-def test_connection_returned_before_leak_timeout_is_not_reported(make_pool):
+def test_connection_returned_before_leak_timeout_is_not_reported(make_pool, rounds):
     pool = make_pool(leak_timeout=0.1)
     for _ in range(3):
         with pool.connection():
             pass
-    time.sleep(0.15)
+    returned = time.monotonic()
+    # Rounds come every 0.05 s: wait for some that ran past the leak timeout.
+    assert wait_until(lambda: rounds[pool.name] >= 4 and time.monotonic() - returned > 0.15)
     assert pool.stats()["connections_leaked"] == 0
 
 
@@ -1285,9 +1426,9 @@ def test_the_maintenance_thread_closes_slots_of_an_unused_pool(make_pool):
     pool = make_pool()
     pool.putconn(pool.getconn())  # joins the maintenance thread's rounds
     with pool._lock:
-        pool._history = History(interval_s=0.05)
-        pool._next_sample = pool._history.next_due
-    assert wait_until(lambda: len(pool._history.rows()) >= 3)
+        pool._stats.history = History(interval_s=0.05)
+        pool._next_sample = pool._stats.history.next_due
+    assert wait_until(lambda: len(pool._stats.history.rows()) >= 3)
 
 
 def test_fast_path_costs_no_history_work_between_samples(make_pool, clock, monkeypatch):
@@ -1350,6 +1491,7 @@ def test_a_connection_failing_its_check_is_an_event(make_watched_pool, events):
     conn.fail_ping = True
     pool.putconn(conn)
     pool.putconn(pool.getconn())
+    assert background.flush()
     assert ("connection_lost", {"reason": "check"}, True) in events
 
 
@@ -1362,6 +1504,7 @@ def test_a_connection_returned_broken_is_an_event(make_watched_pool, events, fau
     else:
         conn.status, conn.fail_rollback = TxStatus.INERROR, True
     pool.putconn(conn)
+    assert background.flush()
     assert ("connection_lost", {"reason": "broken"}, True) in events
 
 
@@ -1369,6 +1512,7 @@ def test_a_reclaimed_connection_is_an_event(make_watched_pool, events):
     pool = make_watched_pool(max_size=1)
     start(pool.getconn).join(5)
     pool.putconn(pool.getconn(timeout=5))
+    assert background.flush()
     assert ("connection_lost", {"reason": "reclaimed"}, True) in events
 
 
@@ -1378,6 +1522,7 @@ def test_a_timeout_is_an_exhausted_event(make_watched_pool, events):
     with pytest.raises(PoolTimeout):
         pool.getconn(timeout=0.01)
     info = {"error": "timeout", "in_use": 1, "max_size": 1, "waiting": 0}
+    assert background.flush()
     assert events[-1] == ("pool_exhausted", info, True)
     pool.putconn(held)
 
@@ -1391,6 +1536,7 @@ def test_a_refusal_is_an_exhausted_event(make_watched_pool, events):
     with pytest.raises(TooManyRequests):
         pool.getconn()
     info = {"error": "too_many", "in_use": 1, "max_size": 1, "waiting": 1}
+    assert background.flush()
     assert events[-1] == ("pool_exhausted", info, True)
     pool.putconn(held)
     waiter.join(5)
@@ -1486,24 +1632,6 @@ def test_rate_limits_are_per_kind_and_per_pool(make_pool, caplog):
         "pool 'one': couldn't get a connection after 0.01 s (1/1 in use, 0 waiting, max_size=1)",
         "pool 'one': closing a connection returned broken",
     ]
-
-
-def test_reconnect_failures_are_rate_limited(make_pool, connect, monkeypatch, caplog):
-    monkeypatch.setattr(ConnectionPool, "_BACKOFF_INITIAL", 0.01)
-    monkeypatch.setattr(ConnectionPool, "_BACKOFF_MAX", 0.02)
-    connect.switch_off()
-    pool = make_pool(name="down", min_size=1)
-    with caplog.at_level(logging.INFO, logger="django_pool"):
-        with pytest.raises(FakeError):
-            pool.getconn()
-        assert wait_until(lambda: connect.attempts >= 10)
-        connect.switch_on()
-        assert wait_until(lambda: pool.available() == 1)
-    messages = [record.getMessage() for record in caplog.records]
-    assert len(messages) == 3
-    assert "server marked down" in messages[0]
-    assert "reconnect attempt failed" in messages[1]
-    assert "server is back after" in messages[2]
 
 
 def test_nothing_is_counted_for_a_level_nobody_logs(make_pool, caplog):

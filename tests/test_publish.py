@@ -13,7 +13,7 @@ from django.core.cache import caches
 from django.core.management import call_command
 from django.db import connections
 
-from django_pool import maintenance, publish
+from django_pool import background, publish
 from django_pool.publish import INDEX_KEY, process_key, process_snapshots
 from tests.test_server import child_process
 
@@ -109,9 +109,9 @@ def test_a_lost_index_update_heals_at_the_next_publication(shared):
 
 
 def registrations(monkeypatch) -> list[tuple]:
-    """Record what start_publishing() asks of the maintenance thread instead of starting it."""
+    """Record what start_publishing() asks of the events thread instead of starting it."""
     registered: list[tuple] = []
-    monkeypatch.setattr(maintenance, "every", lambda *args: registered.append(args))
+    monkeypatch.setattr(background, "every", lambda *args: registered.append(args))
     return registered
 
 
@@ -146,7 +146,7 @@ def test_a_database_cache_gives_its_connection_back_in_the_background(settings, 
     call_command("createcachetable", "django_pool_cache", database="default")
     connections["default"].close()
     pool = connections["default"].pool
-    # What the maintenance thread does: it never ends, so it must not keep a connection.
+    # What the events thread does: it never ends, so it must not keep a connection.
     thread = threading.Thread(target=publish._publish_in_background)
     thread.start()
     thread.join()

@@ -22,6 +22,11 @@ from ...pool import ConnectionPool
 from ...signals import EventSender
 from .creation import DatabaseCreation
 
+# Seconds libpq waits for the server to answer a connect, unless OPTIONS["connect_timeout"]
+# says otherwise. Without one, a host that accepts TCP but never answers (a hung server, a
+# firewall that drops) keeps the pool's worker in connect() for good.
+DEFAULT_CONNECT_TIMEOUT = 5
+
 
 def _without_pool(settings_dict: dict) -> dict:
     # Django reads OPTIONS["pool"] as psycopg_pool's options: on psycopg 3 it would build its
@@ -58,6 +63,7 @@ class PhysicalConnector:
         # Lets pg_stat_activity tell whose connection this is, on every host (unless the
         # user named it). Read at connect time: a forked child has another pid.
         params.setdefault("application_name", application_name(wrapper.alias))
+        params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
         connection = wrapper.get_new_connection(params)
         try:
             connection.autocommit = True
@@ -71,7 +77,7 @@ class PhysicalConnector:
         """Set time zone and role (also again after DISCARD ALL), in autocommit mode."""
         self.wrapper._configure_timezone(connection)
         # Django's _configure_role quotes the role through the wrapper's own connection,
-        # which this wrapper never opens (and may not use from the maintenance thread).
+        # which this wrapper never opens (and may not use from the pool's worker thread).
         role = self.wrapper.settings_dict["OPTIONS"].get("assume_role")
         if role:
             with connection.cursor() as cursor:
@@ -145,7 +151,25 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             return super().get_new_connection(conn_params)
         connection = pool.getconn()
         self._borrowed_from = pool
+        if self.allow_thread_sharing:
+            pool.set_shared(connection, True)
         return connection
+
+    def inc_thread_sharing(self) -> None:
+        """Share the wrapper between threads; its connection is then never reclaimed."""
+        super().inc_thread_sharing()
+        self._tell_pool_about_sharing()
+
+    def dec_thread_sharing(self) -> None:
+        """Stop sharing the wrapper; its borrowing thread alone owns the connection again."""
+        super().dec_thread_sharing()
+        self._tell_pool_about_sharing()
+
+    def _tell_pool_about_sharing(self) -> None:
+        # A shared connection may outlive the thread that borrowed it (LiveServerTestCase):
+        # the pool must not reclaim it when that thread exits.
+        if self._borrowed_from is not None and self.connection is not None:
+            self._borrowed_from.set_shared(self.connection, self.allow_thread_sharing)
 
     def _close(self) -> None:
         """Give the connection back to the pool it came from."""
