@@ -18,7 +18,6 @@ hour, updated under the lock borrowing and returning already hold; ``Backoff``
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import socket
@@ -36,10 +35,9 @@ from . import background
 from .backoff import Backoff
 from .drivers import Driver, TxStatus
 from .errors import PoolClosed, PoolError, PoolTimeout, ServerUnavailable, TooManyRequests
+from .logs import PoolLog, Stack, describe
 from .options import PoolConfig
 from .stats import PoolStats
-
-logger = logging.getLogger("django_pool")
 
 _IDLE = TxStatus.IDLE
 _UNKNOWN = TxStatus.UNKNOWN
@@ -89,12 +87,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-# Where a connection was borrowed: (file, line number, function, None) per frame, outermost
-# first, as StackSummary.from_list() takes them.
-_Stack = list[tuple[str, int, str, None]]
-
-
-def _borrower_stack() -> _Stack:
+def _borrower_stack() -> Stack:
     """Return the stack of getconn()'s caller (source lines are read only if it is logged)."""
     # Raw tuples: a few microseconds, where traceback.format_stack() takes tens.
     frames = traceback.walk_stack(sys._getframe(2))
@@ -103,13 +96,8 @@ def _borrower_stack() -> _Stack:
     return stack
 
 
-def _describe(error: BaseException) -> str:
-    # One line: libpq adds hints on lines of their own.
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 # A borrow held past leak_timeout: the borrowing thread's name, seconds held, where borrowed.
-_Leak = tuple[str, float, _Stack | None]
+_Leak = tuple[str, float, Stack | None]
 
 
 class _ConnectionRecord:
@@ -140,7 +128,7 @@ class _ConnectionRecord:
         # The checkout: who borrowed it (None while not borrowed), from where (only with
         # leak_timeout), and whether other threads use it too (then it is never reclaimed).
         self.borrower: threading.Thread | None = None
-        self.stack: _Stack | None = None
+        self.stack: Stack | None = None
         self.shared = False
         self.leak_reported: float | None = None  # borrowed_at of the borrow reported leaked
 
@@ -171,28 +159,6 @@ class _Waiter:
         """Make the waiter raise ``error`` (under the pool lock)."""
         self.error = error
         self._ready.release()
-
-
-class _LogGate:
-    """Let one log record of each kind through per period, and count the ones held back."""
-
-    __slots__ = ("_lock", "_passed_at", "_held")
-
-    def __init__(self) -> None:
-        # Its own lock: logging happens outside the pool's.
-        self._lock = threading.Lock()
-        self._passed_at: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def admit(self, kind: str, now: float, period: float) -> tuple[int, float] | None:
-        """Return (records held back, seconds since the last one passed), or None to hold."""
-        with self._lock:
-            passed_at = self._passed_at.get(kind)
-            if passed_at is not None and now - passed_at < period:
-                self._held[kind] = self._held.get(kind, 0) + 1
-                return None
-            self._passed_at[kind] = now
-            return self._held.pop(kind, 0), 0.0 if passed_at is None else now - passed_at
 
 
 class ConnectionPool:
@@ -241,15 +207,12 @@ class ConnectionPool:
         "_holds",
         "_next_sample",
         "_on_event",
-        "_log_gate",
+        "_log",
         "__weakref__",
     )
 
     # A borrow that waited this long is logged (INFO).
     _SLOW_WAIT_MS = 100.0
-    # At most one log record per kind per this many seconds and pool; the next one says how
-    # many were held back. A dead server or a stampede must not flood the log.
-    _LOG_EVERY = 10.0
 
     def __init__(
         self,
@@ -312,7 +275,7 @@ class ConnectionPool:
         self._holds = self._stats.holds
         self._next_sample = self._stats.history.next_due
         self._on_event = on_event
-        self._log_gate = _LogGate()
+        self._log = PoolLog(self._label)
         _pools.add(self)
 
     def __repr__(self) -> str:
@@ -383,7 +346,7 @@ class ConnectionPool:
         now: float,
         timeout: float,
         borrower: threading.Thread,
-        stack: _Stack | None,
+        stack: Stack | None,
     ) -> Any:
         """Check the connection in hand, or get another, until a usable one is borrowed."""
         started = now
@@ -394,7 +357,7 @@ class ConnectionPool:
         lent = monotonic()
         self._mark_borrowed(record, lent, borrower, stack, (lent - started) * 1000.0)
         if lent - started >= self._SLOW_WAIT_MS / 1000.0:
-            self._log_slow_wait(lent - started)
+            self._log.slow_wait(lent - started, self.in_use(), self._max_size, self.waiting())
         return record.conn
 
     def _is_usable(self, record: _ConnectionRecord, now: float) -> bool:
@@ -410,16 +373,7 @@ class ConnectionPool:
         try:
             self._driver.ping(record.conn)
         except Exception as error:  # noqa: BLE001 - any driver error means the connection is gone
-            self._log(
-                logging.WARNING,
-                "check",
-                "%s: dropping a connection (%.0f s old) that failed its check "
-                "after %.1f s idle: %s",
-                self._label,
-                now - record.created_at,
-                now - record.returned_at,
-                error,
-            )
+            self._log.check_failed(now - record.created_at, now - record.returned_at, error)
             self._distrust_older()
             self._discard(record, PoolStats.CONNECTIONS_LOST)
             self._emit("connection_lost", {"reason": "check"})
@@ -432,7 +386,7 @@ class ConnectionPool:
         record: _ConnectionRecord,
         now: float,
         borrower: threading.Thread,
-        stack: _Stack | None,
+        stack: Stack | None,
         waited_ms: float,
     ) -> None:
         """Record the checkout of a connection in hand, and how long its borrower waited."""
@@ -451,18 +405,6 @@ class ConnectionPool:
         in_use = self._nconns - len(self._idle)
         if in_use > self._stats.peak_in_use:
             self._stats.peak_in_use = in_use
-
-    def _log_slow_wait(self, waited: float) -> None:
-        self._log(
-            logging.INFO,
-            "slow_wait",
-            "%s: a borrow waited %.0f ms for a connection (%d/%d in use, %d waiting)",
-            self._label,
-            waited * 1000.0,
-            self.in_use(),
-            self._max_size,
-            self.waiting(),
-        )
 
     def _pop_idle_or_wait(self, deadline: float, timeout: float) -> _ConnectionRecord:
         """Take the top idle connection, or queue up and wait for one until the deadline."""
@@ -555,7 +497,7 @@ class ConnectionPool:
 
     def _report_exhausted(self, error: PoolError, exhausted: dict[str, Any]) -> None:
         """Log a borrower's PoolTimeout or TooManyRequests and tell on_event (outside the lock)."""
-        self._log(logging.WARNING, exhausted["error"], "%s", error)
+        self._log.exhausted(exhausted["error"], error)
         self._emit("pool_exhausted", exhausted)
 
     # Returning
@@ -607,22 +549,13 @@ class ConnectionPool:
         if status == _UNKNOWN and not self._closed:
             # Already closed: reclaimed after its borrowing thread exited, while another
             # thread still had it. Nothing is lost by accepting it; the log says why.
-            self._log(
-                logging.WARNING,
-                "late_return",
-                "%s: a connection came back closed after the pool reclaimed it (its "
-                "borrowing thread had exited); use inc_thread_sharing() on a wrapper whose "
-                "connection another thread gives back",
-                self._label,
-            )
+            self._log.late_return()
         self._driver.close(conn)  # returned to a closed pool, which forgot it
 
     def _reset(self, record: _ConnectionRecord, status: TxStatus) -> bool:
         """Roll back and/or discard or restore session state; return False if it failed."""
         if status == _UNKNOWN:
-            self._log(
-                logging.WARNING, "broken", "%s: closing a connection returned broken", self._label
-            )
+            self._log.returned_broken()
             self._distrust_older()
             return False
         try:
@@ -632,13 +565,7 @@ class ConnectionPool:
                 self._driver.discard_all(record.conn)
             self._restore_session(record)
         except Exception as error:  # noqa: BLE001 - any driver error means the connection is bad
-            self._log(
-                logging.WARNING,
-                "broken",
-                "%s: closing a connection that failed reset: %s",
-                self._label,
-                error,
-            )
+            self._log.reset_failed(error)
             return False
         return True
 
@@ -782,13 +709,7 @@ class ConnectionPool:
                 self._note_in_use()
                 self._maybe_grow()
         if down_since is not None:
-            self._log(
-                logging.INFO,
-                "up",
-                "%s: server is back after %.1f s down",
-                self._label,
-                now - down_since,
-            )
+            self._log.server_up(now - down_since)
         if closed:
             self._driver.close(conn)
 
@@ -801,19 +722,7 @@ class ConnectionPool:
             # Idle connections may be dead too, if the server restarted.
             self._suspect_before = max(self._suspect_before, now)
         # Logged before the waiters fail, so the log explains the errors that follow it.
-        if down_since is None:
-            what = "connection failed, server marked down"
-        else:
-            what = f"reconnect attempt failed, server down for {now - down_since:.1f} s"
-        self._log(
-            logging.WARNING,
-            "reconnect" if down_since is not None else "down",
-            "%s: %s: %s; next attempt in %.2f s",
-            self._label,
-            what,
-            _describe(error),
-            delay,
-        )
+        self._log.connect_failed(error, None if down_since is None else now - down_since, delay)
         with self._lock:
             self._end_connect()
             self._counts[PoolStats.CONNECTIONS_ERRORS] += 1
@@ -907,16 +816,8 @@ class ConnectionPool:
     def _reclaim(self, orphans: list[_ConnectionRecord]) -> None:
         """Close connections never given back by their exited threads, freeing their slots."""
         for record in orphans:
-            self._log(
-                logging.WARNING,
-                "reclaim",
-                "%s: reclaiming a connection borrowed %.1f s ago by thread %r, which exited "
-                "without returning it%s",
-                self._label,
-                monotonic() - record.borrowed_at,
-                record.borrower.name,
-                self._borrowed_at_text(record.stack),
-            )
+            held = monotonic() - record.borrowed_at
+            self._log.reclaimed(held, record.borrower.name, record.stack)
             # Its state is unknown (maybe mid-transaction): closed, never reused.
             self._discard(record, PoolStats.CONNECTIONS_RECLAIMED)
             self._emit("connection_lost", {"reason": "reclaimed"})
@@ -936,25 +837,7 @@ class ConnectionPool:
 
     def _warn_of_leaks(self, leaks: list[_Leak]) -> None:
         for thread_name, held, stack in leaks:
-            self._log(
-                logging.WARNING,
-                "leak",
-                "%s: a connection has been borrowed for %.1f s by thread %r, past "
-                "leak_timeout=%s s%s",
-                self._label,
-                held,
-                thread_name,
-                self._leak_timeout,
-                self._borrowed_at_text(stack),
-            )
-
-    @staticmethod
-    def _borrowed_at_text(stack: _Stack | None) -> str:
-        if stack is None:
-            return ""
-        return (
-            "; borrowed at:\n" + "".join(traceback.StackSummary.from_list(stack).format()).rstrip()
-        )
+            self._log.leaked(held, thread_name, self._leak_timeout, stack)
 
     # Closing
 
@@ -987,7 +870,7 @@ class ConnectionPool:
         # the fork. The child has one thread at this point; give it a lock of its own.
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
-        self._log_gate = _LogGate()
+        self._log = PoolLog(self._label)
         self._closed = True
         # Every one: idle, borrowed, and those in a thread's hands at the fork (being
         # opened, checked or reset), which that thread's objects may still reference.
@@ -1035,7 +918,7 @@ class ConnectionPool:
             "pool_in_use": self.in_use(),
             "requests_waiting": self.waiting(),
             "server_down_ms": 0 if down_since is None else int((now - down_since) * 1000.0),
-            "last_connect_error": None if error is None else _describe(error),
+            "last_connect_error": None if error is None else describe(error),
             **self._stats.counters(),
         }
 
@@ -1078,7 +961,7 @@ class ConnectionPool:
             now, self.in_use(), len(self._idle), len(self._waiting)
         )
 
-    # Events and logging (outside the lock)
+    # Events (dispatched to the events thread)
 
     def _emit(self, event: str, info: dict[str, Any]) -> None:
         """Have on_event called in the events thread: never in the worker, which it could stall.
@@ -1093,28 +976,7 @@ class ConnectionPool:
         try:
             self._on_event(event, info)
         except Exception:  # noqa: BLE001 - a receiver's bug is logged, and the next one runs
-            self._log(
-                logging.ERROR,
-                "on_event",
-                "%s: on_event(%r) failed",
-                self._label,
-                event,
-                exc_info=True,
-            )
-
-    def _log(self, level: int, kind: str, message: str, *args: Any, exc_info: bool = False) -> None:
-        """Log, unless a record of this kind was logged less than _LOG_EVERY seconds ago."""
-        if not logger.isEnabledFor(level):
-            return
-        admitted = self._log_gate.admit(kind, monotonic(), self._LOG_EVERY)
-        if admitted is None:
-            return
-        held, since = admitted
-        if held:
-            message += " (%d similar suppressed in the last %.0f s)"
-            args += (held, since)
-        # stacklevel: the record names the pool method that logged, not this one.
-        logger.log(level, message, *args, exc_info=exc_info, stacklevel=2)
+            self._log.receiver_failed(event)
 
     # Errors
 
@@ -1134,14 +996,14 @@ class ConnectionPool:
                 "server to answer (connect_timeout in OPTIONS bounds it)"
             )
         elif self._backoff.error is not None:
-            message += f"; last connect error: {_describe(self._backoff.error)}"
+            message += f"; last connect error: {describe(self._backoff.error)}"
         return PoolTimeout(message)
 
     def _unavailable_error(self, now: float) -> ServerUnavailable:
         backoff = self._backoff
         return ServerUnavailable(
             f"{self._label}: server unavailable for {now - backoff.down_since:.1f} s "
-            f"(last connect error: {_describe(backoff.error)}); "
+            f"(last connect error: {describe(backoff.error)}); "
             f"next attempt in {max(backoff.retry_at - now, 0.0):.2f} s"
         )
 

@@ -14,7 +14,7 @@ from itertools import pairwise
 
 import pytest
 
-from django_pool import background
+from django_pool import background, logs
 from django_pool import pool as pool_module
 from django_pool.backoff import Backoff
 from django_pool.drivers import TxStatus
@@ -25,6 +25,7 @@ from django_pool.errors import (
     ServerUnavailable,
     TooManyRequests,
 )
+from django_pool.logs import PoolLog
 from django_pool.options import PoolConfig
 from django_pool.pool import ConnectionPool
 from django_pool.stats import History
@@ -412,7 +413,7 @@ def fast_backoff(monkeypatch):
     """Shorten the reconnect backoff and let every log record through."""
     monkeypatch.setattr(Backoff, "INITIAL", 0.05)
     monkeypatch.setattr(Backoff, "MAX", 0.2)
-    monkeypatch.setattr(ConnectionPool, "_LOG_EVERY", 0.0)
+    monkeypatch.setattr(PoolLog, "EVERY", 0.0)
 
 
 @pytest.fixture
@@ -1204,6 +1205,7 @@ def clock(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(pool_module, "monotonic", clock.monotonic)
     monkeypatch.setattr(pool_module, "time", clock.time)
+    monkeypatch.setattr(logs, "monotonic", clock.monotonic)  # the log's rate limits
     return clock
 
 
@@ -1574,7 +1576,7 @@ def test_a_slow_wait_is_logged_at_info(make_pool, clock, caplog):
     assert slow[0].getMessage() == (
         "pool 'default': a borrow waited 150 ms for a connection (1/1 in use, 0 waiting)"
     )
-    assert slow[0].funcName == "_log_slow_wait"
+    assert slow[0].funcName == "_getconn_slow"
 
 
 def test_a_timeout_is_logged_as_a_warning(make_pool, caplog):
