@@ -144,6 +144,7 @@ def test_a_collected_pool_ends_its_worker_and_drops_its_tasks(make_worker):
     worker.thread.join(5)
     assert not worker.thread.is_alive()
     assert is_collected(ref)
+    assert ran == []
 
 
 def test_stop_ends_the_thread_at_once(make_worker):

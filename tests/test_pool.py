@@ -884,9 +884,11 @@ def test_a_failed_check_gets_connections_borrowed_then_checked_on_their_return(m
 
 
 def test_pool_opens_nothing_before_first_use(make_pool, connect):
-    make_pool(min_size=3)
-    time.sleep(0.02)
+    pool = make_pool(min_size=3)
+    assert not pool._worker.thread.is_alive()  # nothing could have connected
     assert connect.attempts == 0
+    pool.putconn(pool.getconn())
+    assert wait_until(lambda: connect.attempts == 3)
 
 
 def test_min_size_is_opened_in_the_background_after_first_use(make_pool, connect):
