@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 from collections import Counter
 
 import psycopg2
@@ -23,6 +25,29 @@ def raw_connection(settings_dict: dict):
     conn = psycopg2.connect(**devdb.connect_params(settings_dict))
     conn.autocommit = True
     return conn
+
+
+def manage_py(*args: str, database_url: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``manage.py`` with the test settings in a new process, as a person or a probe would."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=devdb.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def socket_url(user: str, password: str = "", name: str | None = None) -> str:
+    """Return a DATABASE_URL through the embedded server's socket (default: the test database)."""
+    settings = connections["default"].settings_dict
+    host = settings["HOST"].replace("/", "%2F")
+    auth = f"{user}:{password}" if password else user
+    return f"postgres://{auth}@{host}:{settings['PORT']}/{name or settings['NAME']}"
 
 
 def require_embedded_server(why: str) -> None:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,7 +12,6 @@ from django.core.management.base import SystemCheckError
 from django.db import connections
 from django.test import override_settings
 
-from demo_project import devdb
 from django_pool import registry
 from django_pool.backends.postgresql.base import DatabaseWrapper
 from django_pool.checks import (
@@ -25,6 +21,7 @@ from django_pool.checks import (
     check_pool_settings,
 )
 from django_pool.options import OPTION_NAMES
+from tests.conftest import manage_py
 
 pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 
@@ -242,18 +239,8 @@ def test_a_refused_login_names_the_password_and_pg_hba(password_role):
 
 
 def test_manage_py_check_prints_its_report_and_no_log_line():
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/anything",
-    }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--database", "default"],
-        cwd=devdb.ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = manage_py(
+        "check", "--database", "default", database_url="postgres://postgres@127.0.0.1:1/anything"
     )
     assert result.returncode == 1
     assert result.stderr.startswith("SystemCheckError"), result.stderr

@@ -26,7 +26,7 @@ from django_pool.drivers import driver_for
 from django_pool.errors import PoolTimeout, ServerUnavailable
 from django_pool.options import PoolConfig
 from django_pool.pool import ConnectionPool
-from tests.conftest import require_embedded_server
+from tests.conftest import manage_py, require_embedded_server, socket_url
 from tests.test_backend import backend_pid, get_json, wait_until
 
 ROOT = devdb.ROOT
@@ -322,28 +322,13 @@ def test_refused_connection_fails_fast_then_names_the_server(pooled):
 
 
 def manage_py_check(database_url: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--database", "default"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def socket_url(user: str, name: str, password: str = "") -> str:
-    settings = connections["default"].settings_dict
-    host = settings["HOST"].replace("/", "%2F")
-    auth = f"{user}:{password}" if password else user
-    return f"postgres://{auth}@{host}:{settings['PORT']}/{name}"
+    return manage_py("check", "--database", "default", database_url=database_url)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_manage_py_check_reports_a_missing_database():
     require_embedded_server("connects through the embedded server's socket")
-    result = manage_py_check(socket_url("postgres", "django_pool_no_such_database"))
+    result = manage_py_check(socket_url("postgres", name="django_pool_no_such_database"))
     assert result.returncode != 0
     assert "django_pool.E006" in result.stderr and "does not exist" in result.stderr
 
@@ -357,14 +342,13 @@ def test_manage_py_check_reports_an_unreachable_server():
 @pytest.mark.django_db(transaction=True)
 def test_wrong_password_is_the_servers_error(password_role):
     user, password = password_role
-    name = connections["default"].settings_dict["NAME"]
     wrong = "Xq7-not-the-password"
-    result = manage_py_check(socket_url(user, name, wrong))
+    result = manage_py_check(socket_url(user, wrong))
     assert result.returncode != 0
     assert "django_pool.E006" in result.stderr
     assert "password authentication failed" in result.stderr
     assert wrong not in result.stdout + result.stderr, "passwords never appear"
-    right = manage_py_check(socket_url(user, name, password))
+    right = manage_py_check(socket_url(user, password))
     assert right.returncode == 0, right.stderr
 
 

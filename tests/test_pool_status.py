@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connections
 
-from demo_project import devdb
 from django_pool import registry
 from django_pool.management.commands.pool_status import Command, render
+from tests.conftest import manage_py, socket_url
 from tests.test_publish import cache_settings
 from tests.test_server import child_process
 
@@ -143,24 +141,7 @@ def test_every_process_publishing_to_the_cache(settings, tmp_path, server):
 
 def manage_py_pool_status(database_url: str | None) -> subprocess.CompletedProcess:
     """Run ``manage.py pool_status --database default`` in a new process, as a probe would."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "manage.py", "pool_status", "--database", "default"],
-        cwd=devdb.ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def socket_url(user: str, password: str) -> str:
-    """Return a DATABASE_URL for the test database through the embedded server's socket."""
-    settings = connections["default"].settings_dict
-    host = settings["HOST"].replace("/", "%2F")
-    return f"postgres://{user}:{password}@{host}:{settings['PORT']}/{settings['NAME']}"
+    return manage_py("pool_status", "--database", "default", database_url=database_url)
 
 
 def test_help_tells_the_exit_status():
