@@ -129,14 +129,18 @@ def _connection_errors(alias: str, database: dict) -> list[Error]:
 
 def _connect(alias: str, database: dict) -> Exception | None:
     """Open and close one unpooled connection; return the error if that fails."""
-    # Imported here: it imports the driver, which only a pooled alias needs.
+    # Imported here: they import the driver, which only a pooled alias needs.
     from django.db.backends.postgresql.base import DatabaseWrapper
+
+    from .backends.postgresql.base import DEFAULT_CONNECT_TIMEOUT, without_pool
 
     # Not through the pool: the probe must leave no pool behind, and a pool logs a failed
     # connect ("server marked down") to the console before the check's own report. Without
-    # OPTIONS["pool"], which Django's backend would read as psycopg_pool's options.
-    options = {key: value for key, value in database["OPTIONS"].items() if key != "pool"}
-    wrapper = DatabaseWrapper({**database, "OPTIONS": options}, alias)
+    # OPTIONS["pool"], which Django's backend would read as psycopg_pool's options; with the
+    # pool's deadline, so that a host that never answers does not hang the check.
+    settings_dict = without_pool(database)
+    settings_dict["OPTIONS"].setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    wrapper = DatabaseWrapper(settings_dict, alias)
     try:
         wrapper.ensure_connection()
     except (DatabaseError, ImproperlyConfigured) as error:

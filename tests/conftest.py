@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -109,6 +110,16 @@ def rounds(monkeypatch) -> Counter:
 
     monkeypatch.setattr(ConnectionPool, "_maintain", counting)
     return counts
+
+
+@pytest.fixture
+def blackhole():
+    """A local TCP port that accepts connections and never answers (a hung server)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # the kernel completes handshakes; nobody ever reads
+    yield listener.getsockname()[1]
+    listener.close()
 
 
 @pytest.fixture

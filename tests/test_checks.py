@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,6 +14,7 @@ from django.db import connections
 from django.test import override_settings
 
 from django_pool import registry
+from django_pool.backends.postgresql import base
 from django_pool.backends.postgresql.base import DatabaseWrapper
 from django_pool.checks import (
     ENGINE,
@@ -215,6 +217,17 @@ def test_an_unreachable_server_is_its_own_error_without_pool_log_records(caplog)
     assert '"127.0.0.1", port 1 failed: Connection refused' in error.msg
     assert "HOST and PORT" in error.hint
     assert [record.getMessage() for record in caplog.records] == []
+
+
+@pytest.mark.django_db
+def test_the_probe_gives_up_on_a_server_that_never_answers(blackhole, monkeypatch):
+    monkeypatch.setattr(base, "DEFAULT_CONNECT_TIMEOUT", 1)
+    started = time.monotonic()
+    with extra_alias("hung", HOST="127.0.0.1", PORT=str(blackhole)) as alias:
+        (error,) = check_pool_connections(databases=[alias])
+    assert time.monotonic() - started < 5.0
+    assert error.id == "django_pool.E006"
+    assert "timeout" in error.msg
 
 
 @pytest.mark.django_db

@@ -7,7 +7,6 @@ import gc
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -419,16 +418,6 @@ def test_a_refused_connect_waits_for_a_returned_connection(pooled, limited_role)
     assert len(results) == 2 and all(isinstance(result, tuple) for result in results), results
     assert all(waited >= 0.5 for _, waited in results)
     assert "too many connections" in wrapper.pool.stats()["last_connect_error"]
-
-
-@pytest.fixture
-def blackhole():
-    """A local TCP port that accepts connections and never answers (a hung server)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)  # the kernel completes handshakes; nobody ever reads
-    yield listener.getsockname()[1]
-    listener.close()
 
 
 def test_a_server_that_never_answers_stalls_only_its_own_pool(pooled, blackhole):

@@ -28,7 +28,8 @@ from .creation import DatabaseCreation
 DEFAULT_CONNECT_TIMEOUT = 5
 
 
-def _without_pool(settings_dict: dict) -> dict:
+def without_pool(settings_dict: dict) -> dict:
+    """Return ``settings_dict`` without ``OPTIONS["pool"]``, for wrappers that connect directly."""
     # Django reads OPTIONS["pool"] as psycopg_pool's options: on psycopg 3 it would build its
     # own pool, on psycopg2 it refuses to connect. Wrappers that connect directly must not see it.
     options = {key: value for key, value in settings_dict["OPTIONS"].items() if key != "pool"}
@@ -54,7 +55,7 @@ class PhysicalConnector:
     def __init__(self, settings_dict: dict, alias: str) -> None:
         # A private snapshot: a pool never mixes connections to two databases, even when
         # test set-up later switches NAME in the shared settings.
-        self.wrapper = postgresql.DatabaseWrapper(_without_pool(settings_dict), alias)
+        self.wrapper = postgresql.DatabaseWrapper(without_pool(settings_dict), alias)
 
     def __call__(self):
         """Connect; set isolation level, JSON adapters, cursor factory, time zone and role."""
@@ -92,7 +93,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def __init__(self, settings_dict: dict, alias: str = DEFAULT_DB_ALIAS) -> None:
         if alias == NO_DB_ALIAS:
             # Django's maintenance connections (CREATE/DROP DATABASE) are never pooled.
-            settings_dict = _without_pool(settings_dict)
+            settings_dict = without_pool(settings_dict)
         super().__init__(settings_dict, alias)
         self._borrowed_from: ConnectionPool | None = None
 
