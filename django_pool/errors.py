@@ -2,7 +2,9 @@
 
 They subclass the driver's ``OperationalError`` when a driver is importable, so
 Django's error wrapper turns them into ``django.db.OperationalError`` like any
-other connection failure.
+other connection failure. When psycopg_pool is importable, they are also its errors of
+the same names, so that code written for Django's native pool
+(``except psycopg_pool.PoolTimeout:``) catches ours unchanged.
 """
 
 from __future__ import annotations
@@ -25,19 +27,28 @@ def _driver_operational_error() -> type[Exception]:
         return Exception
 
 
+def _native(name: str) -> tuple[type[Exception], ...]:
+    """Return psycopg_pool's error called ``name``, as a base to add, or nothing."""
+    try:
+        import psycopg_pool
+    except ImportError:
+        return ()
+    return (getattr(psycopg_pool, name),)
+
+
 class PoolError(_driver_operational_error()):
     """Base class of every error raised by the pool."""
 
 
-class PoolTimeout(PoolError):
+class PoolTimeout(PoolError, *_native("PoolTimeout")):
     """No connection became available within the pool's timeout."""
 
 
-class TooManyRequests(PoolError):
+class TooManyRequests(PoolError, *_native("TooManyRequests")):
     """The queue of waiting borrowers is full (``max_waiting``)."""
 
 
-class PoolClosed(PoolError):
+class PoolClosed(PoolError, *_native("PoolClosed")):
     """The pool was closed; it hands out no more connections."""
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.request
 
+import psycopg2
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import (
@@ -22,7 +23,7 @@ from django.db.backends.postgresql.psycopg_any import IsolationLevel
 from django.test import Client
 
 from django_pool import registry
-from django_pool.errors import PoolTimeout
+from django_pool.errors import PoolError, PoolTimeout, TooManyRequests
 from django_pool.pool import ConnectionPool
 from tests.testapp.models import Item
 
@@ -347,3 +348,61 @@ def test_pooling_can_be_turned_off(pooled):
     assert backend_pid(wrapper) > 0
     wrapper.close()
     assert wrapper.alias not in registry.pools()
+
+
+# Moving from Django's native pool: what its users' code and Django's own tests expect
+
+
+def native_pool_errors() -> dict[str, type] | None:
+    """Return psycopg_pool's errors by name, or None where it cannot be imported (psycopg2)."""
+    try:
+        import psycopg_pool
+    except ImportError:
+        return None
+    return {name: getattr(psycopg_pool, name) for name in ("PoolTimeout", "TooManyRequests")}
+
+
+def test_code_written_for_the_native_pool_catches_a_pool_timeout(pooled):
+    # As Django's backends.postgresql.tests.Tests.test_connect_pool does it.
+    pool_wrapper = pooled(min_size=0, max_size=2, timeout=0.3)
+    held = []
+
+    def get_connection():
+        conn = pool_wrapper.copy()  # the same alias, so the same pool
+        conn.connect()
+        held.append(conn)
+        return conn
+
+    native = native_pool_errors()
+    expected = PoolTimeout if native is None else native["PoolTimeout"]
+    try:
+        first = get_connection()
+        first_pid = backend_pid(first)
+        get_connection()
+        with pytest.raises(expected):
+            get_connection()
+        first.close()
+        assert backend_pid(get_connection()) == first_pid
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_our_errors_are_the_native_pool_s_errors_where_it_exists():
+    native = native_pool_errors()
+    if native is None:  # psycopg2: no psycopg_pool to be compatible with
+        assert PoolTimeout.__mro__[1:3] == (PoolError, psycopg2.OperationalError)
+        return
+    assert issubclass(PoolTimeout, native["PoolTimeout"])
+    assert issubclass(TooManyRequests, native["TooManyRequests"])
+    assert issubclass(PoolTimeout, PoolError)
+
+
+def test_conn_max_age_is_refused_in_django_s_words_then_ours(pooled):
+    wrapper = pooled(min_size=0)
+    wrapper.settings_dict["CONN_MAX_AGE"] = 10
+    with pytest.raises(ImproperlyConfigured) as info:
+        wrapper.ensure_connection()
+    message = str(info.value)
+    assert message.startswith("Pooling doesn't support persistent connections.")
+    assert "set CONN_MAX_AGE to 0" in message

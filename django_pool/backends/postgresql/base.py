@@ -112,6 +112,8 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def _create_pool(self) -> ConnectionPool:
         if self.settings_dict["CONN_MAX_AGE"] != 0:
             raise ImproperlyConfigured(
+                # Django's own sentence first, as its native pool says it.
+                "Pooling doesn't support persistent connections. "
                 f"DATABASES[{self.alias!r}] sets CONN_MAX_AGE="
                 f"{self.settings_dict['CONN_MAX_AGE']!r}, but the pool owns connection "
                 "lifetime: set CONN_MAX_AGE to 0 (use OPTIONS['pool']['max_lifetime'])."
