@@ -20,10 +20,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-# The whole suite under psycopg 3, then everything that touches a driver again under psycopg2.
+# The matrix (noxfile.py): Django 5.2, 6.1 and 6.0 on their Pythons, each under psycopg 3 and
+# (5.2, 6.1) psycopg2; then the built wheel installed beside Django 6.1 outside the checkout.
 test: lint db
-	$(PY) -m pytest
-	$(PY) -m pytest -p tests.psycopg2_only --ignore=tests/test_pool.py
+	$(PY) -m nox
 
 demo: db
 	$(PY) manage.py migrate --no-input
@@ -47,4 +47,4 @@ bench: $(BENCH_STAMP) db
 clean:
 	-test -x $(PY) && test -f .local/pgdata/postmaster.pid && \
 		$(PY) -c "from demo_project.devdb import stop_embedded; stop_embedded()"
-	rm -rf $(VENV) .local
+	rm -rf $(VENV) .nox .local

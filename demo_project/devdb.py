@@ -89,6 +89,16 @@ def database_settings(name: str, **extra) -> dict:
     return {**fields, "ENGINE": ENGINE, "CONN_MAX_AGE": 0, **extra, "OPTIONS": options}
 
 
+def scratch_database(name: str) -> dict:
+    """Return a ``DATABASES`` entry for database ``name`` on the same server, creating it.
+
+    Under ``DATABASE_URL`` too: a check that migrates must not touch the database it names.
+    """
+    fields = {**database_settings(name), "NAME": name}
+    _create_database(fields, name)
+    return fields
+
+
 if __name__ == "__main__":
     settings = database_settings("django_pool_demo")
     print(f"PostgreSQL on host={settings['HOST']} port={settings['PORT']} user={settings['USER']}")

@@ -1,0 +1,114 @@
+"""The test matrix behind ``make test``: each supported Django on a Python it supports.
+
+``make test`` lints, starts the database, then runs ``nox`` (``python -m nox -l`` lists the
+legs). The Django 5.2 leg runs in the project's own ``.venv``; the others get virtualenvs of
+their own under ``.nox/``. A leg whose Python is not on this machine is skipped with a
+message, and fails instead when ``CI`` is set (nox's ``--error-on-missing-interpreters``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.download_python = "never"  # only interpreters this machine has: no downloads
+
+
+def interpreter(version: str) -> str:
+    """Return Python ``version``: from pyenv's versions (its shims may be off), else by name."""
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    found = sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"))
+    found += [path for path in [shutil.which(f"python{version}")] if path]
+    for path in found:
+        # A pyenv shim for a version that is not selected exists but does not run.
+        if subprocess.run([path, "-c", "pass"], capture_output=True).returncode == 0:
+            return path
+    return version  # nox says it is missing: skipped here, an error in CI
+
+
+def run_suite(session: nox.Session, python: str, *, psycopg2: bool) -> None:
+    """Run the whole suite under psycopg 3, then (optionally) again under psycopg2."""
+    session.run(python, "-m", "pytest", *session.posargs, external=True)
+    if psycopg2:
+        # Everything that touches a driver again, with psycopg 3 hidden.
+        args = ("-p", "tests.psycopg2_only", "--ignore=tests/test_pool.py", *session.posargs)
+        session.run(python, "-m", "pytest", *args, external=True)
+
+
+def check_django(session: nox.Session, python: str, version: str) -> None:
+    """Fail unless the leg runs the Django it is named after."""
+    session.run(
+        python,
+        "-c",
+        f"import django, sys; v = django.get_version(); print('Django', v); "
+        f"sys.exit(not v.startswith('{version}'))",
+        external=True,
+        silent=False,
+    )
+
+
+@nox.session(name="django-5.2", python=False)
+def django_5_2(session: nox.Session) -> None:
+    """Django 5.2 LTS on this Python (the project's .venv), under psycopg 3 and psycopg2."""
+    check_django(session, sys.executable, "5.2")
+    run_suite(session, sys.executable, psycopg2=True)
+
+
+@nox.session(name="django-6.1", python=interpreter("3.12"))
+def django_6_1(session: nox.Session) -> None:
+    """Django 6.1 on Python 3.12, under psycopg 3 and psycopg2."""
+    session.install("-e", ".[test]", "Django~=6.1.0")
+    check_django(session, "python", "6.1")
+    run_suite(session, "python", psycopg2=True)
+
+
+@nox.session(name="django-6.0", python=interpreter("3.13"))
+def django_6_0(session: nox.Session) -> None:
+    """Django 6.0 on Python 3.13, under psycopg 3."""
+    session.install("-e", ".[test]", "Django~=6.0.0")
+    check_django(session, "python", "6.0")
+    run_suite(session, "python", psycopg2=False)
+
+
+@nox.session(python=interpreter("3.12"))
+def package(session: nox.Session) -> None:
+    """Build the sdist and wheel, check them, and use the wheel beside Django 6.1 elsewhere."""
+    session.install("build", "twine")
+    dist = Path(tempfile.mkdtemp(prefix="django_pool_dist_"))
+    session.run("python", "-m", "build", "--outdir", str(dist), ".")
+    session.run("python", "-m", "twine", "check", "--strict", *map(str, dist.iterdir()))
+    (wheel,) = dist.glob("*.whl")
+    # A database of its own on the tests' server (DATABASE_URL's, or the embedded one).
+    database = subprocess.run(
+        [sys.executable, "-c", DATABASE],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    session.run(
+        "python",
+        str(ROOT / "tests" / "check_wheel.py"),
+        str(wheel),
+        "6.1",
+        env={"CHECK_WHEEL_DATABASE": database},
+    )
+    shutil.rmtree(dist)
+
+
+# Printed by the project's own Python, which can start the embedded server.
+DATABASE = (
+    "import json; from demo_project.devdb import scratch_database; "
+    "print(json.dumps(scratch_database('django_pool_check_wheel')))"
+)
