@@ -35,6 +35,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "demo_project.urls"
 WSGI_APPLICATION = "demo_project.wsgi.application"
+ASGI_APPLICATION = "demo_project.asgi.application"
 
 TEMPLATES = [
     {
