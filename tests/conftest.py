@@ -76,15 +76,18 @@ class ServerView:
         with self.conn.cursor() as cursor:
             cursor.execute(sql, params)
 
-    def connections(self, alias: str | None = None) -> int:
-        """Count client connections to the test database (only ``alias``'s pool's, if given)."""
+    def connections(self, alias: str | None = None, pid: int | None = None) -> int:
+        """Count client connections to the test database (only ``alias``'s pool's, if given).
+
+        ``pid`` is the process whose pool to count (default: this one).
+        """
         sql = (
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
             "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
             "AND application_name LIKE %s"
         )
         # Pooled connections are named django_pool:<alias>:<pid>@<host>.
-        name = "%" if alias is None else f"django_pool:{alias}:{os.getpid()}@%"
+        name = "%" if alias is None else f"django_pool:{alias}:{pid or os.getpid()}@%"
         return self.query(sql, [self.dbname, name])[0][0]
 
     def terminate(self, pid: int) -> None:
