@@ -1,6 +1,10 @@
-"""Views that the backend tests call through a real WSGI server."""
+"""Views that the tests call through a real server: WSGI (live_server) and ASGI (uvicorn)."""
 
-from django.db import connection, transaction
+import asyncio
+import os
+
+from asgiref.sync import sync_to_async
+from django.db import connection, connections, transaction
 from django.http import JsonResponse
 
 from tests.testapp.models import Item
@@ -61,3 +65,50 @@ def time_zone(request):
         cursor.execute("SHOW TIME ZONE")
         zone = cursor.fetchone()[0]
     return JsonResponse({"pid": _backend_pid(), "zone": zone})
+
+
+async def async_count(request):
+    """Count items with the async ORM."""
+    return JsonResponse({"count": await Item.objects.acount()})
+
+
+async def async_item(request, pk: int):
+    """Read one item with the async ORM."""
+    item = await Item.objects.aget(pk=pk)
+    return JsonResponse({"name": item.name, "quantity": item.quantity})
+
+
+async def async_create(request):
+    """Create an item with the async ORM."""
+    item = await Item.objects.acreate(name="from-async", quantity=1)
+    return JsonResponse({"id": item.pk})
+
+
+async def async_await_between_queries(request):
+    """Query, give the event loop to others for ``?seconds=`` (default 5 ms), query again."""
+    # The connection stays borrowed across the await: Django gives it back at the request's end.
+    before = await Item.objects.acount()
+    await asyncio.sleep(float(request.GET.get("seconds", 0.005)))
+    return JsonResponse({"before": before, "after": await Item.objects.acount()})
+
+
+async def async_in_executor_thread(request):
+    """Count in a thread of the event loop's executor; close the connection there if ``?close``."""
+
+    def count() -> int:
+        try:
+            return Item.objects.count()
+        finally:
+            if "close" in request.GET:
+                connection.close()
+
+    # thread_sensitive=False: not the request's thread, which Django's request_finished closes.
+    return JsonResponse({"count": await sync_to_async(count, thread_sensitive=False)()})
+
+
+def pool_stats(request):
+    """Report this process's pid, driver and default pool's stats (reading them borrows nothing)."""
+    wrapper = connections["default"]
+    return JsonResponse(
+        {"pid": os.getpid(), "driver": wrapper.Database.__name__, **wrapper.pool.stats()}
+    )
