@@ -864,6 +864,28 @@ class ConnectionPool:
         with self._lock:
             self._settled.wait_for(lambda: not self._connecting, timeout)
 
+    def close_idle(self) -> int:
+        """Close the idle connections now (the pool refills to min_size); return how many."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for record in idle:
+            self._discard(record)
+        return len(idle)
+
+    def recycle(self) -> int:
+        """Replace every connection: idle ones now, borrowed ones when they come back.
+
+        Return how many connections it concerns. Useful after a change on the server
+        (a failover, new settings for new sessions) that existing sessions do not see.
+        """
+        now = monotonic()
+        with self._lock:
+            # Expired: the return path closes them, with no new check on the fast path.
+            for record in self._borrowed.values():
+                record.expires_at = min(record.expires_at, now)
+            borrowed = len(self._borrowed)
+        return borrowed + self.close_idle()
+
     def _detach_in_child(self) -> None:
         """Make the inherited connections harmless in a forked child, and this pool unusable."""
         # Without the lock: a thread that does not exist in the child may have held it at

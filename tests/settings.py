@@ -23,17 +23,19 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
 
+_default = database_settings(
+    "django_pool_tests",
+    OPTIONS={"pool": {"min_size": 1, "max_size": 4, "timeout": 10.0}},
+)
 DATABASES = {
-    "default": database_settings(
-        "django_pool_tests",
-        OPTIONS={"pool": {"min_size": 1, "max_size": 4, "timeout": 10.0}},
-    ),
+    "default": _default,
     # A second alias with its own pool and its own time zone.
     "other": database_settings(
         "django_pool_tests_other",
         TIME_ZONE="Asia/Tokyo",
-        # Its own test database also when DATABASE_URL gives both aliases one NAME.
-        TEST={"NAME": "test_django_pool_tests_other"},
+        # Its own test database also when DATABASE_URL gives both aliases one NAME, named
+        # after that NAME so that runs on different databases of one server never collide.
+        TEST={"NAME": f"test_{_default['NAME']}_other"},
         OPTIONS={"pool": {"min_size": 0, "max_size": 2}},
     ),
 }

@@ -1646,3 +1646,33 @@ def test_nothing_is_counted_for_a_level_nobody_logs(make_pool, caplog):
         return_broken(pool)
     (record,) = caplog.records
     assert record.getMessage() == "pool 'default': closing a connection returned broken"
+
+
+# Operators' actions
+
+
+def test_close_idle_closes_only_idle_connections_and_refills_min_size(make_pool, connect):
+    pool = make_pool(min_size=2, max_size=4)
+    held = pool.getconn()
+    assert wait_until(lambda: pool.available() >= 1 and pool.size() == 2)
+    idle = list(pool._idle)
+    assert pool.close_idle() == len(idle)
+    assert all(record.conn.closed for record in idle)
+    assert not held.closed
+    assert wait_until(lambda: pool.size() == 2)  # min_size again, with new connections
+    pool.putconn(held)
+    assert not held.closed
+
+
+def test_recycle_replaces_idle_now_and_borrowed_on_return(make_pool):
+    pool = make_pool(max_size=3)
+    first, second = pool.getconn(), pool.getconn()
+    pool.putconn(first)
+    assert pool.recycle() == 2
+    assert first.closed and not second.closed  # the borrower keeps using it meanwhile
+    pool.putconn(second)
+    assert second.closed
+    fresh = pool.getconn()
+    assert fresh not in (first, second)
+    pool.putconn(fresh)
+    assert not fresh.closed  # connections made after the recycle live on
