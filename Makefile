@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: test lint demo bench db clean
+.PHONY: test lint demo bench db browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,14 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# The dashboard's browser test drives Debian's Chromium through Playwright: Playwright's own
+# browser download does not work everywhere, the distribution's package does.
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 # The matrix (noxfile.py): Django 5.2, 6.1 and 6.0 on their Pythons, each under psycopg 3 and
 # (5.2, 6.1) psycopg2; then the built wheel installed beside Django 6.1 outside the checkout.
-test: lint db
+test: lint db browser
 	$(PY) -m nox
 
 demo: db
