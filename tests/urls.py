@@ -1,6 +1,13 @@
+from django.contrib import admin
 from django.urls import include, path
 
+from django_pool.admin import PoolStatusAdmin
+from django_pool.models import PoolStatus
 from tests import views
+
+# A second admin site at another prefix: the dashboard must not assume the default one.
+ops_site = admin.AdminSite(name="ops")
+ops_site.register(PoolStatus, PoolStatusAdmin)
 
 urlpatterns = [
     path("items/", views.items),
@@ -16,4 +23,6 @@ urlpatterns = [
     path("async/executor/", views.async_in_executor_thread),
     path("pool-stats/", views.pool_stats),
     path("pool/", include("django_pool.urls")),
+    path("admin/", admin.site.urls),
+    path("ops/", ops_site.urls),
 ]
