@@ -2,9 +2,10 @@
 
 ``python tests/check_wheel.py WHEEL DJANGO_VERSION`` (run by ``nox -s package``): a fresh
 virtualenv gets that Django first, then the wheel, which must leave Django as it is. A minimal
-project there runs ``check --database``, ``migrate`` and ``makemigrations --check`` and borrows
-a connection, so a file missing from the wheel (a migration, a template) fails. The database
-comes from ``CHECK_WHEEL_DATABASE``, a ``DATABASES`` entry as JSON.
+project there runs ``check --database``, ``migrate`` and ``makemigrations --check``, borrows a
+connection and finds the dashboard's template and static files, so a file missing from the wheel
+(a migration, a template, a script) fails. The database comes from ``CHECK_WHEEL_DATABASE``, a
+``DATABASES`` entry as JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +21,26 @@ from pathlib import Path
 SETTINGS = """
 import json, os
 SECRET_KEY = "check-wheel-only"
-INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes", "django_pool"]
+INSTALLED_APPS = [
+    "django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes",
+    "django.contrib.sessions", "django.contrib.messages", "django.contrib.staticfiles",
+    "django_pool",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
+STATIC_URL = "static/"
 DATABASES = {"default": {
     **json.loads(os.environ["CHECK_WHEEL_DATABASE"]),
     "ENGINE": "django_pool.backends.postgresql",
@@ -31,8 +51,9 @@ USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 """
 URLS = """
+from django.contrib import admin
 from django.urls import include, path
-urlpatterns = [path("pool/", include("django_pool.urls"))]
+urlpatterns = [path("pool/", include("django_pool.urls")), path("admin/", admin.site.urls)]
 """
 USE = """
 import django_pool, sys
@@ -41,6 +62,14 @@ connection.ensure_connection()
 assert connection.pool is not None and connection.pool.in_use() == 1
 print("borrowed from", connection.pool, "django_pool from", django_pool.__file__)
 assert "site-packages" in django_pool.__file__, "imported from the checkout"
+from django.contrib.staticfiles import finders
+from django.template.loader import get_template
+from django.urls import reverse
+get_template("admin/django_pool/dashboard.html")
+for name in ("django_pool/dashboard.css", "django_pool/dashboard.js"):
+    found = finders.find(name)
+    assert found and "site-packages" in found, f"{name} is not in the wheel"
+print("dashboard at", reverse("admin:django_pool_dashboard"), "with its template and static files")
 """
 
 
