@@ -59,6 +59,18 @@ DATABASES = {
     ),
 }
 
+# Every process of the demo (runserver's, a gunicorn's workers, manage.py pool_status)
+# publishes its pools to one file cache, so the admin dashboard shows all of them. A file
+# cache rather than a database one: publishing must not borrow from the pool it reports on.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "pools": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": BASE_DIR / ".local" / "pool-cache",
+    },
+}
+DJANGO_POOL = {"CACHE": "pools"}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
