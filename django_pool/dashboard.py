@@ -25,13 +25,27 @@ LONGEST_SPAN_S, SHORTEST_SPAN_S = 3600, 600
 _TIME_STEPS_S = (60, 120, 300, 600, 900, 1200, 1800)
 _MAX_TIME_LABELS = 6
 
-# (chart, title, unit, series): series are (key, label); "max" is the pool's max_size.
-CHARTS: tuple[tuple[str, str, str, tuple[tuple[str, str], ...]], ...] = (
-    ("in_use", "In use against max", "", (("in_use", "in use"), ("max", "max_size"))),
-    ("waiting", "Waiting borrowers", "", (("waiting", "waiting"),)),
-    ("wait_p95_ms", "Wait p95", "ms", (("wait_p95_ms", "wait p95"),)),
-    ("borrows_per_s", "Borrows per second", "/s", (("borrows_per_s", "borrows/s"),)),
-    ("errors", "Failed borrows", "", (("errors", "errors"),)),
+# (chart, title, unit, what the last point is, series): series are (key, label); "max" is
+# the pool's max_size. The last point is the last closed history slot, not this moment: its
+# caption says so, or a peak of 4 beside "2 in use" would read as a contradiction.
+CHARTS: tuple[tuple[str, str, str, str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "in_use",
+        "In use against max",
+        "",
+        "peak, last {interval} s",
+        (("in_use", "in use"), ("max", "max_size")),
+    ),
+    ("waiting", "Waiting borrowers", "", "peak, last {interval} s", (("waiting", "waiting"),)),
+    ("wait_p95_ms", "Wait p95", "ms", "last {interval} s", (("wait_p95_ms", "wait p95"),)),
+    (
+        "borrows_per_s",
+        "Borrows per second",
+        "/s",
+        "last {interval} s",
+        (("borrows_per_s", "borrows/s"),),
+    ),
+    ("errors", "Failed borrows", "", "last {interval} s", (("errors", "errors"),)),
 )
 
 # The counters a card shows: (field, label, key in snapshot["stats"]).
@@ -52,7 +66,16 @@ LATENCIES = (("wait", "wait_ms"), ("hold", "hold_ms"), ("connect", "connect_ms")
 PERCENTILES = ("p50", "p95", "p99")
 
 PROCESS_COLUMNS = ("host", "pid", "alias", "in use / max", "waiting", "wait p95", "health", "age")
-SERVER_COLUMNS = ("host", "pid", "alias / application", "user", "connections", "states", "longest")
+SERVER_COLUMNS = (
+    "host",
+    "pid",
+    "alias / application",
+    "database",
+    "user",
+    "connections",
+    "states",
+    "longest",
+)
 
 
 def build(
@@ -196,13 +219,17 @@ def charts(snapshot: dict[str, Any], tz: tzinfo) -> dict[str, dict[str, Any]]:
     x_ticks = time_ticks(start, now, tz)
     max_size = snapshot["config"]["max_size"]
     result = {}
-    for name, title, unit, series in CHARTS:
+    for name, title, unit, latest, series in CHARTS:
         values = {key: _series(shown, key, max_size) for key, _ in series}
         top = nice_ceiling(max((v for vs in values.values() for v in vs), default=0.0))
         result[name] = {
             "title": title,
             "unit": unit,
-            "latest": _latest(values[series[0][0]], unit),
+            "latest": _latest(
+                values[series[0][0]],
+                unit,
+                latest.format(interval=snapshot["history"]["interval_s"]),
+            ),
             "empty": not shown,
             "y_ticks": value_ticks(top, unit),
             "x_ticks": x_ticks,
@@ -360,6 +387,8 @@ def _connection_row(process: dict[str, Any]) -> dict[str, Any]:
     # that needs somebody's attention whatever its age.
     stuck = any(state.startswith("idle in transaction") for state in states)
     longest = process["longest"]
+    # pg_stat_activity is cluster-wide: other databases' clients are listed too.
+    databases = sorted({backend["database"] or "" for backend in process["backends"]})
     users = sorted({backend["user"] or "" for backend in process["backends"]})
     return {
         "flagged": stuck,
@@ -367,6 +396,7 @@ def _connection_row(process: dict[str, Any]) -> dict[str, Any]:
             _cell(process["host"]),
             _cell("" if process["pid"] is None else process["pid"]),
             _cell(process["alias"] if ours else process["application_name"]),
+            _cell(", ".join(databases)),
             _cell(", ".join(users)),
             _cell(process["connections"], numeric=True),
             {
@@ -401,10 +431,10 @@ def _series(points: list[dict[str, Any]], key: str, max_size: int) -> list[float
     return [float(point[key] or 0) for point in points]
 
 
-def _latest(values: list[float], unit: str) -> str:
+def _latest(values: list[float], unit: str, what: str) -> str:
     if not values:
         return ""
-    return _number(values[-1]) + (" " + unit if unit else "")
+    return f"{what}: {_number(values[-1])}" + (" " + unit if unit else "")
 
 
 def _number(value: float) -> str:
