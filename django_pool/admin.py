@@ -166,7 +166,11 @@ class PoolStatusAdmin(admin.ModelAdmin):
         )
         messages.success(request, message)
         site = self.admin_site.name
-        return HttpResponseRedirect(reverse(f"{site}:django_pool_dashboard", current_app=site))
+        page = reverse(f"{site}:django_pool_dashboard", current_app=site)
+        # Back to the page as it was: with the server's connections if they were shown.
+        return HttpResponseRedirect(
+            page + ("?server=1" if request.POST.get("server") == "1" else "")
+        )
 
     def dashboard_data(self, show_server: bool) -> dict[str, Any]:
         """Return ``dashboard.build()`` for this process now (with the server's view if asked)."""

@@ -315,6 +315,14 @@ def test_recycle_expires_the_borrowed_connections(client_for, pooled):
     assert LogEntry.objects.get().change_message.startswith(f"Recycling pool “{wrapper.alias}”")
 
 
+def test_an_action_from_the_server_view_goes_back_to_it(client_for, default_pool):
+    client = client_for(superuser=True)
+    html = client.get(reverse(DASHBOARD) + "?server=1").content.decode()
+    assert '<input type="hidden" name="server" value="1">' in html
+    response = client.post(action_url("default", "close_idle"), {"server": "1"})
+    assert response["Location"] == reverse(DASHBOARD) + "?server=1"
+
+
 def test_actions_need_post_a_known_alias_and_a_known_action(client_for, default_pool):
     client = client_for(superuser=True)
     assert client.get(action_url("default", "close_idle")).status_code == 405
