@@ -24,6 +24,8 @@ LONGEST_SPAN_S, SHORTEST_SPAN_S = 3600, 600
 # Time axis steps, the first that gives at most this many labels.
 _TIME_STEPS_S = (60, 120, 300, 600, 900, 1200, 1800)
 _MAX_TIME_LABELS = 6
+# Half the width of an "HH:MM" label in viewBox units, at the page's 10-unit font.
+_LABEL_HALF_WIDTH = 14
 
 # (chart, title, unit, what the last point is, series): series are (key, label); "max" is
 # the pool's max_size. The last point is the last closed history slot, not this moment: its
@@ -134,8 +136,8 @@ def card(alias: str, snapshot: dict[str, Any], health: dict[str, Any], tz: tzinf
     server = server_state(snapshot, tz)
     server_fields = {
         "server": server["text"],
-        "server_since": server["since"],
-        "server_error": server["last_error"],
+        "server_since": server["since"] or "–",
+        "server_error": server["last_error"] or "–",
     }
     fields = {
         "in_use": stats["pool_in_use"],
@@ -297,9 +299,18 @@ def time_ticks(start: float, end: float, tz: tzinfo) -> list[dict[str, Any]]:
     t = first
     while t <= end:
         x = LEFT + (RIGHT - LEFT) * (t - start) / span
-        ticks.append({"x": round(x, 1), "label": clock(t, tz)})
+        ticks.append({"x": round(x, 1), "label": clock(t, tz), "anchor": _anchor(x)})
         t += step
     return ticks
+
+
+def _anchor(x: float) -> str:
+    """Return how a time label at x aligns, so that one at an edge stays inside the chart."""
+    if x > RIGHT - _LABEL_HALF_WIDTH:
+        return "end"
+    if x < LEFT + _LABEL_HALF_WIDTH:
+        return "start"
+    return "middle"
 
 
 def process_counts(processes: Iterable[dict[str, Any]]) -> dict[str, int]:

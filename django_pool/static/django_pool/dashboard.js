@@ -158,7 +158,7 @@
         for (const tick of chart.x_ticks) {
             xAxis.append(
                 svgElement("line", {x1: tick.x, x2: tick.x, y1: box.top, y2: box.bottom}),
-                svgText(tick.label, {x: tick.x, y: box.height, dy: -4, "text-anchor": "middle"}),
+                svgText(tick.label, {x: tick.x, y: box.height, dy: -4, "text-anchor": tick.anchor}),
             );
         }
         svg.querySelector("[data-empty]").setAttribute("visibility", chart.empty ? "visible" : "hidden");
