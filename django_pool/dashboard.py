@@ -39,7 +39,7 @@ CHARTS: tuple[tuple[str, str, str, str, tuple[tuple[str, str], ...]], ...] = (
         (("in_use", "in use"), ("max", "max_size")),
     ),
     ("waiting", "Waiting borrowers", "", "peak, last {interval} s", (("waiting", "waiting"),)),
-    ("wait_p95_ms", "Wait p95", "ms", "last {interval} s", (("wait_p95_ms", "wait p95"),)),
+    ("wait_p95_ms", "Wait p95 (ms)", "ms", "last {interval} s", (("wait_p95_ms", "wait p95"),)),
     (
         "borrows_per_s",
         "Borrows per second",
@@ -220,6 +220,10 @@ def charts(snapshot: dict[str, Any], tz: tzinfo) -> dict[str, dict[str, Any]]:
     shown = [point for point in points if point["t"] >= start]
     x_ticks = time_ticks(start, now, tz)
     max_size = snapshot["config"]["max_size"]
+    interval = snapshot["history"]["interval_s"]
+    # Each point stands for a whole slot (a peak, a rate over it): drawn as a step from the
+    # slot's start to its end, a single point is a visible line and a spike has its width.
+    times = [edge for p in shown for edge in (p["t"], min(p["t"] + interval, now))]
     result = {}
     for name, title, unit, latest, series in CHARTS:
         values = {key: _series(shown, key, max_size) for key, _ in series}
@@ -227,13 +231,9 @@ def charts(snapshot: dict[str, Any], tz: tzinfo) -> dict[str, dict[str, Any]]:
         result[name] = {
             "title": title,
             "unit": unit,
-            "latest": _latest(
-                values[series[0][0]],
-                unit,
-                latest.format(interval=snapshot["history"]["interval_s"]),
-            ),
+            "latest": _latest(values[series[0][0]], unit, latest.format(interval=interval)),
             "empty": not shown,
-            "y_ticks": value_ticks(top, unit),
+            "y_ticks": value_ticks(top),
             "x_ticks": x_ticks,
             "series": [
                 {
@@ -241,8 +241,10 @@ def charts(snapshot: dict[str, Any], tz: tzinfo) -> dict[str, dict[str, Any]]:
                     "label": label,
                     "points": polyline(
                         # The max line spans the whole chart, data or not.
-                        [start, now] if key == "max" else [p["t"] for p in shown],
-                        [max_size, max_size] if key == "max" else values[key],
+                        [start, now] if key == "max" else times,
+                        [max_size, max_size]
+                        if key == "max"
+                        else [v for v in values[key] for _ in (0, 1)],
                         start,
                         now,
                         top,
@@ -278,12 +280,12 @@ def nice_ceiling(value: float) -> float:
     return 10 * power  # not reached: value <= 10 * power by the choice of power
 
 
-def value_ticks(top: float, unit: str) -> list[dict[str, Any]]:
-    """Return the value axis: 0, half and the top, at their heights."""
+def value_ticks(top: float) -> list[dict[str, Any]]:
+    """Return the value axis: 0, half and the top, at their heights (the title has the unit)."""
     ticks = []
     for value in (0.0, top / 2, top):
         y = BOTTOM - (BOTTOM - TOP) * value / top
-        ticks.append({"y": round(y, 1), "label": _number(value) + (" " + unit if unit else "")})
+        ticks.append({"y": round(y, 1), "label": _short_number(value)})
     return ticks
 
 
@@ -452,6 +454,13 @@ def _number(value: float) -> str:
     if value == int(value):
         return str(int(value))
     return f"{value:.1f}"
+
+
+def _short_number(value: float) -> str:
+    # The value axis has room for about five characters: 2500 reads as 2.5k.
+    if value >= 1000:
+        return _number(value / 1000) + "k"
+    return _number(value)
 
 
 def _percent(part: float, whole: float) -> float:

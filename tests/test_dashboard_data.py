@@ -115,7 +115,7 @@ def test_a_spike_is_drawn_where_and_when_it_happened(real_snapshot):
     max_line = coordinates(charts["in_use"]["series"][1]["points"])
     assert max_line == [(LEFT, TOP), (RIGHT, TOP)]
     assert charts["waiting"]["y_ticks"][-1]["label"] == "5"
-    assert charts["wait_p95_ms"]["y_ticks"][-1]["label"] == "200 ms"
+    assert charts["wait_p95_ms"]["y_ticks"][-1]["label"] == "200"
     assert charts["in_use"]["latest"] == "peak, last 10 s: 1"
 
 
@@ -123,11 +123,23 @@ def test_charts_cover_the_last_hour_and_at_least_ten_minutes(real_snapshot):
     old = [point(NOW - 7200 + 10 * i) for i in range(720)]
     charts = dashboard.charts(snapshot(real_snapshot, old), UTC)
     line = coordinates(charts["borrows_per_s"]["series"][0]["points"])
-    assert len(line) == 360  # an hour of 10 s slots; the older ones are dropped
+    # An hour of 10 s slots, each a step (its start and end); the older ones are dropped.
+    assert len(line) == 2 * 360
     young = dashboard.charts(snapshot(real_snapshot, [point(NOW - 20), point(NOW - 10)]), UTC)
     xs = [x for x, _ in coordinates(young["in_use"]["series"][0]["points"])]
     assert xs[0] > RIGHT - 0.05 * (RIGHT - LEFT)  # 20 s of 10 min, at the right edge
     assert [tick["label"] for tick in young["in_use"]["x_ticks"]][-1] == "22:20"
+
+
+def test_each_slot_is_a_step_so_a_single_one_shows(real_snapshot):
+    charts = dashboard.charts(snapshot(real_snapshot, [point(NOW - 10, waiting=2)]), UTC)
+    (start, end) = coordinates(charts["waiting"]["series"][0]["points"])
+    assert start[1] == end[1] == TOP  # 2 of an axis up to 2
+    assert end[0] == RIGHT and start[0] == pytest.approx(RIGHT - (RIGHT - LEFT) / 60, abs=0.1)
+
+
+def test_the_value_axis_labels_are_short():
+    assert [tick["label"] for tick in dashboard.value_ticks(2500.0)] == ["0", "1.2k", "2.5k"]
 
 
 def test_a_pool_without_history_has_empty_charts(real_snapshot):
