@@ -20,6 +20,7 @@ from django.core.cache import BaseCache, caches
 
 from . import background, registry
 from .conf import get_config
+from .health import WINDOW_POINTS
 from .signals import give_back_connections
 
 logger = logging.getLogger("django_pool")
@@ -33,13 +34,26 @@ def process_key(host: str, pid: int) -> str:
 
 
 def local_entry() -> dict[str, Any]:
-    """Return this process's entry now: host, pid, time and every pool's snapshot."""
+    """Return this process's entry now: host, pid, time and every pool's recent snapshot."""
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "published_at": time.time(),
-        "pools": {alias: pool.snapshot() for alias, pool in sorted(registry.pools().items())},
+        "pools": {
+            alias: _recent(pool.snapshot()) for alias, pool in sorted(registry.pools().items())
+        },
     }
+
+
+def _recent(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the history that judging another process's pool reads (the last 5 minutes).
+
+    Every reader of every process's entries (dashboards polling, metrics scrapes) loads them
+    all each time: an hour of history per pool would make that twelve times the work.
+    """
+    history = snapshot["history"]
+    recent = {**history, "points": history["points"][-WINDOW_POINTS:]}
+    return {**snapshot, "history": recent}
 
 
 def publish() -> None:

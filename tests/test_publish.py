@@ -163,3 +163,14 @@ def test_a_broken_cache_is_logged_never_raised(settings, caplog):
     messages = [record.getMessage() for record in caplog.records]
     assert "could not publish this process's pool snapshots" in messages
     assert "could not read the pool snapshots other processes published" in messages
+
+
+def test_a_published_snapshot_keeps_only_the_history_judging_it_needs():
+    from django_pool.health import WINDOW_POINTS
+
+    points = [{"t": 10 * n, "in_use": n} for n in range(360)]
+    snapshot = {"stats": {"pool_in_use": 1}, "history": {"interval_s": 10, "points": points}}
+    published = publish._recent(snapshot)
+    assert published["history"] == {"interval_s": 10, "points": points[-WINDOW_POINTS:]}
+    assert published["stats"] == snapshot["stats"]
+    assert len(snapshot["history"]["points"]) == 360, "the pool's own snapshot is untouched"

@@ -1,6 +1,7 @@
 """Run the whole benchmark suite and write ``docs/benchmarks.md``: ``python -m demo_project.bench``.
 
-Sections, in order: micro (borrow + return), spike, http, sweep. Environment variables:
+Sections, in order: micro (borrow + return), spike, http, sweep, dashboard (the cost of one
+poll of the admin dashboard's JSON). Environment variables:
 
 - ``BENCH_QUICK=1``: a smoke run of about two minutes (short runs, one round each).
 - ``BENCH_ONLY=micro,spike``: run only these sections.
@@ -11,7 +12,10 @@ Sections, in order: micro (borrow + return), spike, http, sweep. Environment var
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -22,7 +26,7 @@ from demo_project.bench.micro import DB_NAME, print_micro, run_micro
 from demo_project.bench.spike import print_spike, run_spike
 from demo_project.devdb import database_settings
 
-SECTIONS = ("micro", "spike", "http", "sweep")
+SECTIONS = ("micro", "spike", "http", "sweep", "dashboard")
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 CLIENTS = 32  # wrk connections in the HTTP comparison
 SWEEP_CLIENTS = (1, 4, 16, 64) if QUICK else (1, 2, 4, 8, 16, 32, 64)
@@ -70,11 +74,29 @@ def run_spike_section() -> dict:
     return result
 
 
+def run_dashboard_section() -> dict:
+    """Time the dashboard's JSON endpoint in a process of its own (its own Django settings)."""
+    output = subprocess.run(
+        [sys.executable, "-m", "demo_project.bench.dashboard"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result = json.loads(output)
+    print(
+        f"dashboard poll, {result['pools']} pools and {result['processes']} processes: "
+        f"median {result['cpu_ms_median']:.1f} ms CPU, worst {result['cpu_ms_max']:.1f} ms, "
+        f"{result['response_kb']:.0f} KB"
+    )
+    return result
+
+
 RUNNERS: dict[str, Callable[[], dict]] = {
     "micro": run_micro_section,
     "spike": run_spike_section,
     "http": run_http_section,
     "sweep": run_sweep_section,
+    "dashboard": run_dashboard_section,
 }
 
 

@@ -214,6 +214,22 @@ def target_spike(spike: dict | None) -> tuple[str, bool | None, str]:
     return name, met, text
 
 
+DASHBOARD_TARGET_MS = 20.0
+
+
+def target_dashboard(dashboard: dict | None) -> tuple[str, bool | None, str]:
+    """Judge: one poll of the dashboard's JSON costs under 20 ms of CPU (10 pools, 50 processes)."""
+    name = f"Dashboard poll, 10 pools and 50 processes: < {DASHBOARD_TARGET_MS:g} ms CPU"
+    if not dashboard:
+        return name, None, "not measured in this run"
+    median = dashboard["cpu_ms_median"]
+    text = (
+        f"median {num(median, 1)} ms, worst {num(dashboard['cpu_ms_max'], 1)} ms of CPU per poll "
+        f"over {dashboard['polls']} polls, {num(dashboard['response_kb'])} KB each"
+    )
+    return name, median < DASHBOARD_TARGET_MS, text
+
+
 def targets(results: dict) -> list[tuple[str, bool | None, str]]:
     """Return (target, met or None if not measured, numbers) for every target."""
     micro, http = results.get("micro"), results.get("http")
@@ -222,6 +238,7 @@ def targets(results: dict) -> list[tuple[str, bool | None, str]]:
         target_borrow(micro),
         target_select1(micro),
         target_spike(results.get("spike")),
+        target_dashboard(results.get("dashboard")),
     ]
 
 

@@ -1,0 +1,140 @@
+"""What the admin dashboard's JSON endpoint costs per poll: 10 pools here, 50 processes published.
+
+``python -m demo_project.bench.dashboard`` prints a JSON result; ``make bench`` runs it in a
+process of its own (Django is configured here for this alone). Each pool has a full hour of
+history, and so has every pool of the 49 other processes in the cache, so a poll summarises
+and serialises about 500 snapshots, as a dashboard open on a 50-process site would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from types import SimpleNamespace
+from typing import Any
+
+POOLS = 10
+PROCESSES = 50
+POLLS = 30
+
+
+def configure() -> None:
+    """Configure Django: the admin, a local-memory cache to publish to, no database access."""
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        SECRET_KEY="bench-only",
+        INSTALLED_APPS=[
+            "django.contrib.admin",
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.messages",
+            "django_pool",
+        ],
+        CACHES={"pools": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        DJANGO_POOL={"CACHE": "pools"},
+        DATABASES={},
+        ROOT_URLCONF=__name__,
+    )
+    django.setup()
+
+
+urlpatterns: list = []
+
+
+def busy_pools() -> dict[str, Any]:
+    """Register POOLS pools on fake connections, each with an hour of varied history."""
+    from django_pool import registry
+    from django_pool.drivers import TxStatus
+    from django_pool.options import PoolConfig
+    from django_pool.pool import ConnectionPool
+
+    class Driver:
+        def status(self, conn: Any) -> int:
+            return TxStatus.IDLE
+
+        def session_state(self, conn: Any) -> tuple:
+            return ()
+
+        def close(self, conn: Any) -> None:
+            pass
+
+    pools = {}
+    for number in range(POOLS):
+        alias = f"db{number}"
+        config = PoolConfig(name=alias, min_size=0, max_size=10)
+        pool = registry.get_pool(alias, lambda c=config: ConnectionPool(object, c, Driver()))
+        history = pool._stats.history
+        for slot in range(history._rows.maxlen):
+            busy = (slot * 7 + number) % 10
+            history._rows.append(
+                (history._t - (360 - slot) * 10, busy, 10 - busy, busy // 3, 12.5 * busy)
+                + (float(busy), 3.5, 0, 0, busy % 2, 0, 0, 0, 0)
+            )
+        pools[alias] = pool
+    return pools
+
+
+def publish_other_processes() -> None:
+    """Publish this process's entry as PROCESSES - 1 other processes would, then our own."""
+    from django.core.cache import caches
+
+    from django_pool import publish
+
+    cache = caches["pools"]
+    entry = publish.local_entry()
+    index = {}
+    for pid in range(1, PROCESSES):
+        key = publish.process_key("other-host", pid)
+        cache.set(key, {**entry, "host": "other-host", "pid": pid}, 300)
+        index[key] = time.time() + 300
+    cache.set(publish.INDEX_KEY, index, 300)
+    publish.publish()
+
+
+def poll_once(view: Any, request: Any) -> int:
+    """Return the size of one poll's JSON response."""
+    return len(view(request).content)
+
+
+def main() -> None:
+    configure()
+    from django.contrib import admin
+    from django.test import RequestFactory
+
+    from django_pool.models import PoolStatus
+
+    busy_pools()
+    publish_other_processes()
+    view = admin.site._registry[PoolStatus].data_view
+    request = RequestFactory().get("/admin/django_pool/poolstatus/data.json")
+    request.user = SimpleNamespace(is_active=True, is_staff=True, pk=1, has_perm=lambda p: True)
+    size = poll_once(view, request)  # warm-up
+    cpu_ms = []
+    for _ in range(POLLS):
+        started = time.process_time()
+        poll_once(view, request)
+        cpu_ms.append((time.process_time() - started) * 1000.0)
+    print(
+        json.dumps(
+            {
+                "pools": POOLS,
+                "processes": PROCESSES,
+                "polls": POLLS,
+                "cpu_ms_median": statistics.median(cpu_ms),
+                "cpu_ms_max": max(cpu_ms),
+                "response_kb": size / 1024,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    os.environ.pop("DJANGO_SETTINGS_MODULE", None)
+    sys.exit(main())
