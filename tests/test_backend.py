@@ -54,6 +54,7 @@ def test_uses_the_driver_django_picked():
 @pytest.mark.django_db(transaction=True)
 def test_sixteen_threads_share_at_most_four_server_connections(server):
     connections["default"].close()
+    opened_before = connections["default"].pool.stats()["connections_num"]
     peak, errors, done = [0], [], threading.Event()
 
     def watch():
@@ -85,12 +86,14 @@ def test_sixteen_threads_share_at_most_four_server_connections(server):
     assert errors == []
     assert Item.objects.count() == 16 * 40
     assert 1 <= peak[0] <= 4
-    assert stats["pool_max"] == 4 and stats["connections_num"] <= 4
+    # Counters are the pool's whole life: earlier tests may have opened some already.
+    assert stats["pool_max"] == 4 and stats["connections_num"] - opened_before <= 4
     assert stats["requests_num"] >= 16 * 40
 
 
 @pytest.mark.django_db(transaction=True)
 def test_transaction_left_open_by_a_view_is_not_leaked(live_server, server):
+    connections["default"].close()  # this thread's own borrow (test set-up) is not the view's
     pool = connections["default"].pool
     left = get_json(f"{live_server.url}/leave-transaction/")
     wait_until(lambda: pool.stats()["pool_in_use"] == 0)
