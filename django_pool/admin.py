@@ -11,7 +11,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, connections
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -24,7 +23,7 @@ from . import dashboard, registry
 from .conf import get_config
 from .models import PoolStatus, can_change_pools, can_view_pools
 from .publish import process_snapshots
-from .server import server_view
+from .server import server_views
 
 # What the poll-interval select offers, in seconds; the first page load uses the default.
 POLL_INTERVALS = (2, 5, 10, 30)
@@ -179,7 +178,7 @@ class PoolStatusAdmin(admin.ModelAdmin):
         return dashboard.build(
             local,
             processes=processes,
-            servers=_server_views(sorted(local)) if show_server else None,
+            servers=server_views(sorted(local)) if show_server else None,
             now=time.time(),
             tz=timezone.get_current_timezone(),
             host=socket.gethostname(),
@@ -209,23 +208,3 @@ class PoolStatusAdmin(admin.ModelAdmin):
 
 def _this_process() -> str:
     return f"in process {os.getpid()} on {socket.gethostname()}"
-
-
-def _server_views(aliases: list[str]) -> list[dict[str, Any]]:
-    """Return the server view of each server the aliases use, read once per server."""
-    servers: dict[tuple, dict[str, Any]] = {}
-    for alias in aliases:
-        if alias not in connections.settings:
-            continue  # a pool made outside settings.DATABASES: no connection to ask with
-        settings = connections[alias].settings_dict
-        key = (settings["HOST"], settings["PORT"])
-        if key in servers:
-            servers[key]["aliases"].append(alias)
-            continue
-        try:
-            view = server_view(alias)
-        except DatabaseError as error:
-            view = {"error": " ".join(str(error).split())}
-        where = f"{settings['HOST'] or 'localhost'}:{settings['PORT'] or 5432}"
-        servers[key] = {"where": where, "aliases": [alias], "view": view}
-    return list(servers.values())

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 _SETTINGS_SQL = """
 SELECT current_setting('max_connections')::int,
@@ -63,6 +63,30 @@ def server_view(using: str = DEFAULT_DB_ALIAS) -> dict[str, Any]:
         "processes": processes,
         "by_host": dict(sorted(by_host.items())),
     }
+
+
+def server_views(aliases: list[str]) -> list[dict[str, Any]]:
+    """Read the view of each server the aliases use, once per server.
+
+    Return ``{"where": "host:port", "aliases": [...], "view": server_view() or {"error"}}``
+    per server: the dashboard and ``pool_status`` show the same thing.
+    """
+    servers: dict[tuple, dict[str, Any]] = {}
+    for alias in aliases:
+        if alias not in connections.settings:
+            continue  # a pool made outside settings.DATABASES: no connection to ask with
+        settings = connections[alias].settings_dict
+        key = (settings["HOST"], settings["PORT"])
+        if key in servers:
+            servers[key]["aliases"].append(alias)
+            continue
+        try:
+            view = server_view(alias)
+        except DatabaseError as error:
+            view = {"error": " ".join(str(error).split())}
+        where = f"{settings['HOST'] or 'localhost'}:{settings['PORT'] or 5432}"
+        servers[key] = {"where": where, "aliases": [alias], "view": view}
+    return list(servers.values())
 
 
 def parse_application_name(name: str) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from ... import publish, registry
 from ...backends.postgresql.base import DatabaseWrapper
 from ...conf import get_config
 from ...health import CRITICAL, verdict
-from ...server import server_view
+from ...server import server_views
 
 # The states PostgreSQL reports, in the order a reader scans them; others follow by name.
 _STATES = ("active", "idle", "idle in transaction", "idle in transaction (aborted)")
@@ -152,18 +152,9 @@ def _only(entry: dict[str, Any], aliases: list[str]) -> dict[str, Any]:
 
 def _server_views(aliases: list[str]) -> dict[str, dict[str, Any]]:
     """Return each alias's server view, read once per server that aliases share."""
-    views: dict[tuple, dict[str, Any]] = {}
-    by_alias = {}
-    for alias in aliases:
-        settings = connections[alias].settings_dict
-        where = (settings["HOST"], settings["PORT"])
-        if where not in views:
-            try:
-                views[where] = server_view(alias)
-            except DatabaseError as error:
-                views[where] = {"error": " ".join(str(error).split())}
-        by_alias[alias] = views[where]
-    return by_alias
+    return {
+        alias: server["view"] for server in server_views(aliases) for alias in server["aliases"]
+    }
 
 
 def _server_load(view: dict[str, Any] | None) -> dict[str, int] | None:
