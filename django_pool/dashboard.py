@@ -210,10 +210,40 @@ def server_state(snapshot: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
     }
 
 
+# Charts end with the last closed history slot, so they change only when one closes (every
+# 10 s): the polls in between, from however many open dashboards, reuse them. Keyed by pool
+# and by the slots shown; closed slots never change.
+_charts_memo: dict[tuple, dict[str, dict[str, Any]]] = {}
+_MEMO_SIZE = 64
+
+
 def charts(snapshot: dict[str, Any], tz: tzinfo) -> dict[str, dict[str, Any]]:
     """Return every chart of the snapshot's history, keyed by chart name."""
+    history = snapshot["history"]
+    points = history["points"]
+    if not points:
+        return _charts(snapshot, tz, snapshot["taken_at"])
+    key = (
+        snapshot.get("name"),
+        snapshot.get("pid"),
+        points[0]["t"],
+        points[-1]["t"],
+        len(points),
+        snapshot["config"]["max_size"],
+        history["interval_s"],
+        str(tz),
+    )
+    memo = _charts_memo.get(key)
+    if memo is None:
+        if len(_charts_memo) >= _MEMO_SIZE:
+            _charts_memo.clear()
+        memo = _charts_memo[key] = _charts(snapshot, tz, points[-1]["t"] + history["interval_s"])
+    return memo
+
+
+def _charts(snapshot: dict[str, Any], tz: tzinfo, now: float) -> dict[str, dict[str, Any]]:
+    """Return the charts of the snapshot's history up to ``now``."""
     points = snapshot["history"]["points"]
-    now = snapshot["taken_at"]
     oldest = points[0]["t"] if points else now
     span = min(max(now - oldest, SHORTEST_SPAN_S), LONGEST_SPAN_S)
     start = now - span
@@ -334,7 +364,8 @@ def process_table(
         age = "now" if me else f"{max(now - entry['published_at'], 0.0):.0f} s"
         for alias, snapshot in entry["pools"].items():
             stats = snapshot["stats"]
-            status = verdict(snapshot)["status"]
+            # Judged by its publisher (publish.local_entry), or here for an older one's entry.
+            status = snapshot.get("status") or verdict(snapshot)["status"]
             rows.append(
                 {
                     "me": me,

@@ -20,7 +20,7 @@ from django.core.cache import BaseCache, caches
 
 from . import background, registry
 from .conf import get_config
-from .health import WINDOW_POINTS
+from .health import WINDOW_POINTS, verdict
 from .signals import give_back_connections
 
 logger = logging.getLogger("django_pool")
@@ -46,14 +46,16 @@ def local_entry() -> dict[str, Any]:
 
 
 def _recent(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """Keep only the history that judging another process's pool reads (the last 5 minutes).
+    """Keep the history that judging the pool reads (the last 5 minutes), and the judgement.
 
     Every reader of every process's entries (dashboards polling, metrics scrapes) loads them
-    all each time: an hour of history per pool would make that twelve times the work.
+    all each time: an hour of history per pool would make that twelve times the work, and
+    judging 500 pools on every poll of every open dashboard would cost more than publishing
+    each verdict once.
     """
     history = snapshot["history"]
-    recent = {**history, "points": history["points"][-WINDOW_POINTS:]}
-    return {**snapshot, "history": recent}
+    recent = {**snapshot, "history": {**history, "points": history["points"][-WINDOW_POINTS:]}}
+    return {**recent, "status": verdict(recent)["status"]}
 
 
 def publish() -> None:

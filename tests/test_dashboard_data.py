@@ -299,3 +299,14 @@ def test_a_server_that_cannot_be_read_says_why(real_snapshot):
     assert data["servers"] == [{"where": "db:5432", "aliases": ["default"], "error": "refused"}]
     assert data["processes"] is None
     assert data["cards"][0]["health"]["status"] == "ok"
+
+
+def test_charts_are_drawn_again_only_when_a_history_slot_closes(real_snapshot):
+    points = [point(NOW - 600 + 10 * i) for i in range(60)]
+    first = dashboard.charts(snapshot(real_snapshot, points), UTC)
+    polled_later = {**snapshot(real_snapshot, points), "taken_at": NOW + 7}
+    assert dashboard.charts(polled_later, UTC) is first  # the same slots: nothing to draw
+    closed = snapshot(real_snapshot, [*points, point(NOW)])
+    redrawn = dashboard.charts(closed, UTC)
+    assert redrawn is not first
+    assert redrawn["in_use"]["series"][0]["points"] != first["in_use"]["series"][0]["points"]

@@ -165,12 +165,17 @@ def test_a_broken_cache_is_logged_never_raised(settings, caplog):
     assert "could not read the pool snapshots other processes published" in messages
 
 
-def test_a_published_snapshot_keeps_only_the_history_judging_it_needs():
-    from django_pool.health import WINDOW_POINTS
+def test_a_published_snapshot_keeps_the_history_judging_needs_and_the_judgement(shared, server):
+    from django_pool.health import WINDOW_POINTS, verdict
+    from django_pool.stats import POINT_KEYS
 
-    points = [{"t": 10 * n, "in_use": n} for n in range(360)]
-    snapshot = {"stats": {"pool_in_use": 1}, "history": {"interval_s": 10, "points": points}}
+    use_default_pool()
+    snapshot = connections["default"].pool.snapshot()
+    quiet = dict.fromkeys(POINT_KEYS, 0)
+    points = [{**quiet, "t": 10 * n, "in_use": n % 5} for n in range(360)]
+    snapshot["history"]["points"] = points
     published = publish._recent(snapshot)
-    assert published["history"] == {"interval_s": 10, "points": points[-WINDOW_POINTS:]}
+    assert published["history"]["points"] == points[-WINDOW_POINTS:]
     assert published["stats"] == snapshot["stats"]
+    assert published["status"] == verdict(snapshot)["status"]
     assert len(snapshot["history"]["points"]) == 360, "the pool's own snapshot is untouched"
