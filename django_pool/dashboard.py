@@ -89,8 +89,12 @@ def build(
     tz: tzinfo,
     host: str,
     pid: int,
+    have: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Return everything the dashboard shows, JSON-ready.
+
+    ``have`` lists the ``charts_key`` of the charts the page already shows: those cards come
+    without ``charts``, which only change when a history slot closes.
 
     ``local`` is this process's snapshots by alias; ``processes`` what
     ``publish.process_snapshots()`` returns (None without a cache); ``servers`` one
@@ -107,7 +111,7 @@ def build(
     cards = []
     for alias, snapshot in sorted(local.items()):
         health = verdict(snapshot, server=loads.get(alias), processes=counts.get(alias))
-        cards.append(card(alias, snapshot, health, tz))
+        cards.append(card(alias, snapshot, health, tz, have))
     return {
         "taken_at": now,
         "updated": clock(now, tz, seconds=True),
@@ -130,8 +134,15 @@ def build(
     }
 
 
-def card(alias: str, snapshot: dict[str, Any], health: dict[str, Any], tz: tzinfo) -> dict:
+def card(
+    alias: str,
+    snapshot: dict[str, Any],
+    health: dict[str, Any],
+    tz: tzinfo,
+    have: frozenset[str] = frozenset(),
+) -> dict:
     """Return one pool's card: health, numbers, gauges, server state, options and charts."""
+    key = charts_key(alias, snapshot)
     stats, config = snapshot["stats"], snapshot["config"]
     server = server_state(snapshot, tz)
     server_fields = {
@@ -173,8 +184,19 @@ def card(alias: str, snapshot: dict[str, Any], health: dict[str, Any], tz: tzinf
         "gauges": gauges(stats, config),
         "server": server,
         "config": [[key, _option(value)] for key, value in config.items()],
-        "charts": charts(snapshot, tz),
+        "charts_key": key,
+        # Left out when the page already draws these: the polylines are most of a poll.
+        "charts": {} if key and key in have else charts(snapshot, tz),
     }
+
+
+def charts_key(alias: str, snapshot: dict[str, Any]) -> str:
+    """Return what names a pool's charts: they change only when a history slot closes."""
+    points = snapshot["history"]["points"]
+    if not points:
+        return ""  # drawn up to this moment: never the same twice
+    max_size = snapshot["config"]["max_size"]
+    return f"{alias}:{points[0]['t']}:{points[-1]['t']}:{len(points)}:{max_size}"
 
 
 def gauges(stats: dict[str, Any], config: dict[str, Any]) -> dict[str, dict[str, float]]:

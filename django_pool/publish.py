@@ -33,15 +33,18 @@ def process_key(host: str, pid: int) -> str:
     return f"django_pool:process:{host}:{pid}"
 
 
-def local_entry() -> dict[str, Any]:
-    """Return this process's entry now: host, pid, time and every pool's recent snapshot."""
+def local_entry(snapshots: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Return this process's entry now: host, pid, time and every pool's recent snapshot.
+
+    ``snapshots`` are this process's, just taken (by alias), for a caller that has them.
+    """
+    if snapshots is None:
+        snapshots = {alias: pool.snapshot() for alias, pool in registry.pools().items()}
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "published_at": time.time(),
-        "pools": {
-            alias: _recent(pool.snapshot()) for alias, pool in sorted(registry.pools().items())
-        },
+        "pools": {alias: _recent(snapshot) for alias, snapshot in sorted(snapshots.items())},
     }
 
 
@@ -70,22 +73,41 @@ def publish() -> None:
         logger.exception("could not publish this process's pool snapshots")
 
 
-def process_snapshots() -> list[dict[str, Any]]:
+def process_snapshots(
+    max_age: float = 0.0, own: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Return every live process's entry (this one's taken now), sorted by host and pid.
 
     Only this process's without a cache, or when the cache fails (logged, never raised:
-    dashboards and metrics keep showing what they can).
+    dashboards and metrics keep showing what they can). With ``max_age``, the other
+    processes' entries read from the cache up to that many seconds ago are used again.
+    ``own`` is this process's entry, for a caller that has just made it.
     """
-    own = local_entry()
-    entries: dict[str, dict[str, Any]] = {}
+    own = own or local_entry()
+    entries = dict(_others(max_age))
+    entries[process_key(own["host"], own["pid"])] = own
+    return sorted(entries.values(), key=lambda entry: (entry["host"], entry["pid"]))
+
+
+# The other processes' entries as last read: (monotonic time read, entries by key).
+_last_read: tuple[float, dict[str, dict[str, Any]]] = (float("-inf"), {})
+
+
+def _others(max_age: float) -> dict[str, dict[str, Any]]:
+    """Return the entries in the cache, read now or at most ``max_age`` seconds ago."""
+    global _last_read
+    read_at, entries = _last_read
+    if time.monotonic() - read_at <= max_age:
+        return entries
+    entries = {}
     try:
         cache = _cache()
         if cache is not None:
             entries = cache.get_many(list(_index(cache)))
     except Exception:
         logger.exception("could not read the pool snapshots other processes published")
-    entries[process_key(own["host"], own["pid"])] = own
-    return sorted(entries.values(), key=lambda entry: (entry["host"], entry["pid"]))
+    _last_read = (time.monotonic(), entries)
+    return entries
 
 
 def start_publishing() -> None:

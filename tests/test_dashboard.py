@@ -365,3 +365,22 @@ def test_a_custom_admin_site_gets_its_own_urls_links_and_redirects(client_for, d
     assert client.get(reverse("ops:django_pool_dashboard_data")).status_code == 200
     response = client.post(action_url("default", "close_idle", site="ops"))
     assert response["Location"] == page
+
+
+# Cheap to watch
+
+
+def test_charts_the_page_already_draws_are_not_sent_again(client_for, default_pool):
+    client = client_for(superuser=True)
+    page = client.get(reverse(DASHBOARD)).content.decode()
+    key = card(client.get(reverse(DATA)).json(), "default")["charts_key"]
+    if not key:  # a young pool's first slot has not closed yet: nothing to name its charts
+        default_pool._sample(default_pool._next_sample)
+        key = card(client.get(reverse(DATA)).json(), "default")["charts_key"]
+    assert key.startswith("default:")
+    assert 'data-charts-key="' in page
+    again = card(client.get(reverse(DATA), {"have": f"{key},other:1:2:3:4"}).json(), "default")
+    assert again["charts"] == {} and again["charts_key"] == key
+    assert again["fields"]["in_use"]  # the numbers come every time
+    stale = card(client.get(reverse(DATA), {"have": "default:0:0:1:4"}).json(), "default")
+    assert set(stale["charts"]) == {"in_use", "waiting", "wait_p95_ms", "borrows_per_s", "errors"}

@@ -179,3 +179,23 @@ def test_a_published_snapshot_keeps_the_history_judging_needs_and_the_judgement(
     assert published["stats"] == snapshot["stats"]
     assert published["status"] == verdict(snapshot)["status"]
     assert len(snapshot["history"]["points"]) == 360, "the pool's own snapshot is untouched"
+
+
+def test_other_processes_entries_may_be_read_again_within_max_age(shared, server, monkeypatch):
+    use_default_pool()
+    publish.publish()
+    monkeypatch.setattr(publish, "_last_read", (float("-inf"), {}))  # nothing read yet
+    reads = []
+    read = publish._cache
+
+    def counting_cache():
+        reads.append(1)
+        return read()
+
+    monkeypatch.setattr(publish, "_cache", counting_cache)
+    first = publish.process_snapshots(max_age=60)
+    again = publish.process_snapshots(max_age=60)
+    assert len(reads) == 1, "the second read within max_age reuses the first"
+    assert [entry["pid"] for entry in again] == [entry["pid"] for entry in first]
+    publish.process_snapshots()
+    assert len(reads) == 2, "max_age 0 (the default) always reads the cache"

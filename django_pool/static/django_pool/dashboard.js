@@ -62,7 +62,7 @@
         const controller = new AbortController();
         const abort = setTimeout(() => controller.abort(), Math.max(interval, 5) * 1000);
         try {
-            const response = await fetch(pollUrl, {
+            const response = await fetch(withChartsKeys(pollUrl), {
                 headers: {Accept: "application/json"},
                 credentials: "same-origin",
                 signal: controller.signal,
@@ -84,6 +84,20 @@
         }
         showStatus();
         schedule();
+    }
+
+    function withChartsKeys(url) {
+        // The charts this page draws: the server leaves out those that have not changed.
+        const keys = [];
+        for (const section of root.querySelectorAll("section.pool-card")) {
+            if (section.dataset.chartsKey) {
+                keys.push(section.dataset.chartsKey);
+            }
+        }
+        if (!keys.length) {
+            return url;
+        }
+        return url + (url.includes("?") ? "&" : "?") + "have=" + encodeURIComponent(keys.join(","));
     }
 
     function redraw(data) {
@@ -135,6 +149,9 @@
             if (chart) {
                 redrawChart(svg, chart, box);
             }
+        }
+        if (Object.keys(card.charts).length) {
+            section.dataset.chartsKey = card.charts_key;
         }
     }
 
