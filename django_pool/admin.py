@@ -179,9 +179,9 @@ class PoolStatusAdmin(admin.ModelAdmin):
         """Return ``dashboard.build()`` for this process now (with the server's view if asked)."""
         local = {alias: pool.snapshot() for alias, pool in registry.pools().items()}
         # Entries change once per PUBLISH_INTERVAL: dashboards open in many tabs share a read
-        # of up to 2 s ago rather than each loading every process's entry again.
+        # of up to half that ago (at most 5 s) rather than each loading every entry again.
         config = get_config()
-        max_age = min(2.0, config["PUBLISH_INTERVAL"] / 5)
+        max_age = min(5.0, config["PUBLISH_INTERVAL"] / 2)
         processes = None
         if config["CACHE"] is not None:
             processes = process_snapshots(max_age, own=local_entry(local))
