@@ -17,6 +17,8 @@ import time
 from typing import Any
 
 from django.core.cache import BaseCache, caches
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from . import background, registry
 from .conf import get_config
@@ -91,6 +93,14 @@ def process_snapshots(
 
 # The other processes' entries as last read: (monotonic time read, entries by key).
 _last_read: tuple[float, dict[str, dict[str, Any]]] = (float("-inf"), {})
+
+
+@receiver(setting_changed)
+def _forget_last_read(*, setting: str, **kwargs: Any) -> None:
+    # Another cache, or other settings for it: what was read from the old one is not its.
+    global _last_read
+    if setting in ("DJANGO_POOL", "CACHES"):
+        _last_read = (float("-inf"), {})
 
 
 def _others(max_age: float) -> dict[str, dict[str, Any]]:

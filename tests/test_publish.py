@@ -182,6 +182,7 @@ def test_a_published_snapshot_keeps_the_history_judging_needs_and_the_judgement(
 
 
 def test_other_processes_entries_may_be_read_again_within_max_age(shared, server, monkeypatch):
+    shared()
     use_default_pool()
     publish.publish()
     monkeypatch.setattr(publish, "_last_read", (float("-inf"), {}))  # nothing read yet
@@ -199,3 +200,12 @@ def test_other_processes_entries_may_be_read_again_within_max_age(shared, server
     assert [entry["pid"] for entry in again] == [entry["pid"] for entry in first]
     publish.process_snapshots()
     assert len(reads) == 2, "max_age 0 (the default) always reads the cache"
+
+
+def test_changing_the_cache_settings_forgets_what_was_read(shared, server, settings):
+    shared()
+    use_default_pool()
+    publish.process_snapshots(max_age=60)
+    assert publish._last_read[0] > float("-inf")
+    settings.DJANGO_POOL = {"CACHE": None}
+    assert publish._last_read[0] == float("-inf")
