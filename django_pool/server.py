@@ -14,6 +14,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
+from .logs import describe
+
 _SETTINGS_SQL = """
 SELECT current_setting('max_connections')::int,
        current_setting('superuser_reserved_connections')::int,
@@ -83,7 +85,7 @@ def server_views(aliases: list[str]) -> list[dict[str, Any]]:
         try:
             view = server_view(alias)
         except DatabaseError as error:
-            view = {"error": " ".join(str(error).split())}
+            view = {"error": describe(error)}
         where = f"{settings['HOST'] or 'localhost'}:{settings['PORT'] or 5432}"
         servers[key] = {"where": where, "aliases": [alias], "view": view}
     return list(servers.values())

@@ -17,6 +17,7 @@ from ... import publish, registry
 from ...backends.postgresql.base import DatabaseWrapper
 from ...conf import get_config
 from ...health import CRITICAL, verdict
+from ...logs import describe
 from ...server import server_views
 
 # The states PostgreSQL reports, in the order a reader scans them; others follow by name.
@@ -122,7 +123,7 @@ def warm_up(aliases: list[str]) -> dict[str, str]:
         try:
             wrapper.ensure_connection()
         except DatabaseError as error:
-            errors[alias] = " ".join(str(error).split())
+            errors[alias] = describe(error)
         finally:
             wrapper.close()
     return errors
