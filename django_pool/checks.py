@@ -163,7 +163,41 @@ def _number_errors(config: dict) -> list[Error]:
                     id="django_pool.E008",
                 )
             )
+    return errors + _panel_errors(config)
+
+
+# The debug toolbar panel's thresholds: what each must be, and in which unit.
+_PANEL_NUMBERS = {
+    "PANEL_SLOW_WAIT_MS": "a positive number of milliseconds",
+    "PANEL_HOLD_OUTSIDE_MS": "a positive number of milliseconds",
+    "PANEL_MANY_BORROWS": "a whole number of borrows, 2 or more",
+    "PANEL_NEAR_EXHAUSTION": "a share of max_size above 0 and at most 1 (0.8 is 80%)",
+}
+
+
+def _panel_errors(config: dict) -> list[Error]:
+    errors = []
+    for key, what in _PANEL_NUMBERS.items():
+        value = config[key]
+        if key == "PANEL_MANY_BORROWS":
+            valid = isinstance(value, int) and not isinstance(value, bool) and value >= 2
+        elif key == "PANEL_NEAR_EXHAUSTION":
+            valid = _is_number(value) and 0 < value <= 1
+        else:
+            valid = _is_number(value) and value > 0
+        if not valid:
+            errors.append(
+                Error(
+                    f"DJANGO_POOL[{key!r}] must be {what}, got {value!r}.",
+                    hint=f"Set it so, or remove it for the default ({CONFIG_DEFAULTS[key]}).",
+                    id="django_pool.E010",
+                )
+            )
     return errors
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _cache_errors(config: dict) -> list[Error | Warning]:

@@ -24,6 +24,14 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "METRICS": False,
     # When set, metrics/ requires "Authorization: Bearer <token>".
     "METRICS_TOKEN": None,
+    # The debug toolbar's PoolPanel warns about a borrow that waited this many ms or more,
+    "PANEL_SLOW_WAIT_MS": 20,
+    # that held its connection this many ms longer than its queries took,
+    "PANEL_HOLD_OUTSIDE_MS": 100,
+    # about a request that borrowed this many times from one pool,
+    "PANEL_MANY_BORROWS": 10,
+    # and about a pool that had this share of max_size in use (or borrowers waiting).
+    "PANEL_NEAR_EXHAUSTION": 0.8,
 }
 
 

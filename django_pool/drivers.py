@@ -189,6 +189,17 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
 
 
+def backend_pid(conn: Any) -> int | None:
+    """Return the server process id of a psycopg 3 or psycopg2 connection (no round trip)."""
+    try:
+        info = getattr(conn, "info", None)
+        if info is not None and hasattr(info, "backend_pid"):
+            return info.backend_pid
+        return conn.get_backend_pid()
+    except Exception:  # noqa: BLE001 - a closed or broken connection has no pid to show
+        return None
+
+
 def driver_for(database_module: Any, setup: Callable[[Any], object] | None = None) -> Driver:
     """Return the driver adapter for the DB-API module Django picked (psycopg or psycopg2)."""
     if database_module.__name__ == "psycopg2":

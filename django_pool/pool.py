@@ -340,6 +340,43 @@ class ConnectionPool:
             if record is not None:
                 record.shared = shared
 
+    def describe_lent(self, conn: Any) -> dict[str, float] | None:
+        """Return the times (monotonic seconds) of a lent ``conn``, or None if not lent.
+
+        ``created_at``: opened; ``checked_at``: last known to work (opened or pinged);
+        ``borrowed_at``: lent. Read by the toolbar panel's borrow records, never on the fast path.
+        """
+        with self._lock:
+            record = self._borrowed.get(id(conn))
+            if record is None:
+                return None
+            return {
+                "created_at": record.created_at,
+                "checked_at": record.checked_at,
+                "borrowed_at": record.borrowed_at,
+            }
+
+    def describe_return(self, conn: Any) -> dict[str, bool]:
+        """Say what giving back ``conn`` now will do, with no round trip.
+
+        ``rollback``: a transaction is open and will be rolled back; ``broken``: the connection
+        is unusable and will be closed; ``restore``: session settings the server reports
+        changed and will be set back (known only outside a transaction).
+        """
+        status = self._driver.status(conn)
+        with self._lock:
+            record = self._borrowed.get(id(conn))
+        restore = (
+            status == _IDLE
+            and record is not None
+            and self._driver.session_state(conn) != record.baseline
+        )
+        return {
+            "rollback": status not in (_IDLE, _UNKNOWN),
+            "broken": status == _UNKNOWN,
+            "restore": restore,
+        }
+
     def _getconn_slow(
         self,
         record: _ConnectionRecord | None,

@@ -18,6 +18,18 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_pool",
     "tests.testapp",
+    "debug_toolbar",
+]
+
+# The panel tests put DebugToolbarMiddleware in MIDDLEWARE (tests/panels/); elsewhere the
+# toolbar is installed but never runs. It shows on every request that has its middleware.
+DEBUG_TOOLBAR_CONFIG = {
+    "IS_RUNNING_TESTS": False,
+    "SHOW_TOOLBAR_CALLBACK": "tests.panels.views.show_toolbar",
+}
+DEBUG_TOOLBAR_PANELS = [
+    "debug_toolbar.panels.sql.SQLPanel",
+    "django_pool.panels.PoolPanel",
 ]
 
 # Sessions and auth let the endpoint tests log users in; they touch no table unless used.

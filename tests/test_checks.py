@@ -109,6 +109,12 @@ def test_app_settings_defaults_pass(settings):
         ({"RETRY_AFTER": 0}, ["django_pool.E008"]),
         ({"PUBLISH_INTERVAL": "10"}, ["django_pool.E008"]),
         ({"CACHE": "nowhere"}, ["django_pool.E009"]),
+        ({"PANEL_SLOW_WAIT_MS": -1}, ["django_pool.E010"]),
+        ({"PANEL_HOLD_OUTSIDE_MS": "100"}, ["django_pool.E010"]),
+        ({"PANEL_MANY_BORROWS": 1}, ["django_pool.E010"]),
+        ({"PANEL_MANY_BORROWS": 2.5}, ["django_pool.E010"]),
+        ({"PANEL_NEAR_EXHAUSTION": 80}, ["django_pool.E010"]),
+        ({"PANEL_NEAR_EXHAUSTION": 0}, ["django_pool.E010"]),
         ({"CACHE": "default", "PUBLISH_TTL": 5, "PUBLISH_INTERVAL": 10}, ["django_pool.W001"]),
     ],
 )

@@ -25,4 +25,6 @@ urlpatterns = [
     path("pool/", include("django_pool.urls")),
     path("admin/", admin.site.urls),
     path("ops/", ops_site.urls),
+    path("panel/", include("tests.panels.urls")),
+    path("__debug__/", include("debug_toolbar.urls")),
 ]

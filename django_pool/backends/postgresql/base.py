@@ -15,12 +15,16 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
 
-from ... import registry
+from ... import borrows, registry
 from ...drivers import driver_for
 from ...options import PoolConfig
 from ...pool import ConnectionPool
 from ...signals import EventSender
 from .creation import DatabaseCreation
+
+# The request's borrow recorder while the toolbar panel instruments it, else None. A bound
+# ContextVar.get: the only cost the panel adds to a borrow when the toolbar is off.
+_recording = borrows._recorder.get
 
 # Seconds libpq waits for the server to answer a connect, unless OPTIONS["connect_timeout"]
 # says otherwise. Without one, a host that accepts TCP but never answers (a hung server, a
@@ -96,6 +100,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             settings_dict = without_pool(settings_dict)
         super().__init__(settings_dict, alias)
         self._borrowed_from: ConnectionPool | None = None
+        self._borrow: borrows.Borrow | None = None  # the panel's record of the current borrow
 
     @property
     def pool_options(self):
@@ -152,10 +157,28 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         pool = self.pool
         if pool is None:
             return super().get_new_connection(conn_params)
-        connection = pool.getconn()
+        recorder = _recording()
+        connection = pool.getconn() if recorder is None else self._borrow_recorded(pool, recorder)
         self._borrowed_from = pool
         if self.allow_thread_sharing:
             pool.set_shared(connection, True)
+        return connection
+
+    def _borrow_recorded(self, pool: ConnectionPool, recorder: borrows.BorrowRecorder):
+        """Borrow, noting the wait, how the pool lent it, and the queries run on it."""
+        borrow = recorder.borrow(self.alias, connections[self.alias] is self)
+        if borrow is None:
+            return pool.getconn()
+        borrow.asking(pool)
+        try:
+            connection = pool.getconn()
+        except Exception as error:
+            borrow.failed(error)
+            raise
+        borrow.lent_by(pool, connection)
+        # First, so that a user's execute_wrapper() block, which pops the last one, keeps working.
+        self.execute_wrappers.insert(0, borrow)
+        self._borrow = borrow
         return connection
 
     def inc_thread_sharing(self) -> None:
@@ -180,8 +203,16 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         if pool is None or self.connection is None:
             return super()._close()
         connection, self.connection = self.connection, None
+        if self._borrow is not None:
+            self._end_recorded_borrow(pool, connection)
         with self.wrap_database_errors:
             pool.putconn(connection)
+
+    def _end_recorded_borrow(self, pool: ConnectionPool, connection) -> None:
+        borrow, self._borrow = self._borrow, None
+        borrow.returning(pool, connection)
+        if borrow in self.execute_wrappers:
+            self.execute_wrappers.remove(borrow)
 
 
 def _abandon_borrowed_after_fork() -> None:
@@ -190,7 +221,7 @@ def _abandon_borrowed_after_fork() -> None:
     # the child; forget it so that the next query borrows from the child's own pool.
     for wrapper in connections.all(initialized_only=True):
         if isinstance(wrapper, DatabaseWrapper) and wrapper._borrowed_from is not None:
-            wrapper._borrowed_from = None
+            wrapper._borrowed_from = wrapper._borrow = None
             wrapper.connection = None
 
 
