@@ -87,6 +87,24 @@ def django_6_0(session: nox.Session) -> None:
     run_suite(session, "python", psycopg2=False, browser=False)
 
 
+@nox.session(name="toolbar-6.0", python=interpreter("3.12"))
+def toolbar_6_0(session: nox.Session) -> None:
+    """The lowest django-debug-toolbar we support (6.0, on Django 5.2): the panel's tests.
+
+    The other legs run the highest (8.x) with the whole suite.
+    """
+    session.install("-e", ".[test]", "Django~=5.2.0", "django-debug-toolbar==6.0.0")
+    check_django(session, "python", "5.2")
+    session.run(
+        "python",
+        "-c",
+        "import debug_toolbar, sys; print('django-debug-toolbar', debug_toolbar.VERSION); "
+        "sys.exit(debug_toolbar.VERSION != '6.0.0')",
+        silent=False,
+    )
+    session.run("python", "-m", "pytest", "tests/panels", *session.posargs)
+
+
 @nox.session(python=interpreter("3.12"))
 def package(session: nox.Session) -> None:
     """Build the sdist and wheel, check them, and use the wheel beside Django 6.1 elsewhere."""

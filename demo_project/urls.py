@@ -1,3 +1,4 @@
+from debug_toolbar.toolbar import debug_toolbar_urls
 from django.contrib import admin
 from django.urls import include, path
 
@@ -5,6 +6,8 @@ from demo_project.shop import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("mistakes/slow-call/", views.slow_call, name="slow-call"),
     path("admin/", admin.site.urls),
     path("pool/", include("django_pool.urls")),
+    *debug_toolbar_urls(),
 ]

@@ -497,7 +497,9 @@ def test_a_connection_being_opened_at_a_fork_is_detached_in_the_child(server):
                 # Whatever the child finalizes, however it found it, sends nothing to the server.
                 cls = driver_connection_class(default)
                 # (All but the test's own view of the server, which is no pool's.)
-                reachable = [obj for obj in gc.get_objects() if isinstance(obj, cls)]
+                # type(), not isinstance(): a lazy object's __class__ would set it up, and
+                # one that GeoDjango leaves around (debug_toolbar imports it) needs GEOS.
+                reachable = [obj for obj in gc.get_objects() if issubclass(type(obj), cls)]
                 for found in [obj for obj in reachable if obj is not server.conn]:
                     with contextlib.suppress(Exception):
                         found.close()

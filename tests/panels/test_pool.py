@@ -280,7 +280,8 @@ def test_concurrent_async_tasks_see_only_their_own_borrows():
         entry = alias_stats(response)
         assert entry["totals"]["borrows"] == count, entry
         assert all(borrow["returned"] and borrow["request_thread"] for borrow in entry["borrows"])
-        assert entry["warnings"] == []
+        # Four requests at once may well have all four connections in use: that one is fair.
+        assert [w for w in entry["warnings"] if "near exhaustion" not in w] == []
 
 
 @override_settings(DEBUG_TOOLBAR_PANELS=[POOL_PANEL])
