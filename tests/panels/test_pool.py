@@ -363,3 +363,18 @@ def test_a_users_execute_wrapper_keeps_working_around_a_recorded_borrow():
         assert connection.execute_wrappers == []
     finally:
         panel.disable_instrumentation()
+
+
+def test_a_wrapper_made_by_hand_is_recorded_as_not_the_requests(pooled):
+    wrapper = pooled(min_size=0, max_size=1)  # an alias that is not in DATABASES
+    panel = PoolPanel(DebugToolbar(RequestFactory().get("/"), noop), noop)
+    panel.enable_instrumentation()
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        (borrow,) = borrows.current().borrows
+        assert borrow.alias == wrapper.alias and not borrow.request_thread
+        assert borrow.queries == 1
+    finally:
+        wrapper.close()
+        panel.disable_instrumentation()

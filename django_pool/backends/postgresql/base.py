@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils.connection import ConnectionDoesNotExist
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
 
@@ -166,7 +167,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     def _borrow_recorded(self, pool: ConnectionPool, recorder: borrows.BorrowRecorder):
         """Borrow, noting the wait, how the pool lent it, and the queries run on it."""
-        borrow = recorder.borrow(self.alias, connections[self.alias] is self)
+        borrow = recorder.borrow(self.alias, self._is_threads_own())
         if borrow is None:
             return pool.getconn()
         borrow.asking(pool)
@@ -180,6 +181,13 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self.execute_wrappers.insert(0, borrow)
         self._borrow = borrow
         return connection
+
+    def _is_threads_own(self) -> bool:
+        """Return True if this is the thread's ``connections[alias]``, closed at request end."""
+        try:
+            return connections[self.alias] is self
+        except ConnectionDoesNotExist:  # a wrapper made by hand, for an alias not in settings
+            return False
 
     def inc_thread_sharing(self) -> None:
         """Share the wrapper between threads; its connection is then never reclaimed."""
