@@ -12,9 +12,9 @@ from dataclasses import replace
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.utils.connection import ConnectionDoesNotExist
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
+from django.utils.connection import ConnectionDoesNotExist
 
 from ... import borrows, registry
 from ...drivers import driver_for
