@@ -203,6 +203,18 @@ def test_a_transaction_left_open_is_flagged():
     assert "transaction open: rolled back" in stored_content(response)
 
 
+def test_changed_session_settings_are_shown_restored():
+    response = get("/panel/set-time-zone/")
+    (borrow,) = alias_stats(response)["borrows"]
+    assert borrow["restore"] and not borrow["rollback"] and borrow["returned"]
+    assert alias_stats(response)["warnings"] == []
+    assert "session settings changed: restored" in stored_content(response)
+    # The next borrower gets the connection with the time zone set back.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW TIME ZONE")
+        assert cursor.fetchone()[0] == "UTC"
+
+
 def test_many_borrows_are_flagged():
     response = get("/panel/borrows/10/")
     (warning,) = alias_stats(response)["warnings"]

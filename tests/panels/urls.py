@@ -8,5 +8,6 @@ urlpatterns = [
     path("other/", views.other),
     path("leave-transaction/", views.leave_transaction),
     path("leak/", views.leak_in_thread),
+    path("set-time-zone/", views.set_time_zone),
     path("async/<int:count>/", views.async_borrows),
 ]

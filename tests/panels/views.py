@@ -57,6 +57,14 @@ def leave_transaction(request):
     return page("left open")
 
 
+def set_time_zone(request):
+    """Change a session setting the server reports, and give the connection back."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'Asia/Tokyo'")
+    connection.close()
+    return page("time zone set")
+
+
 def leak_in_thread(request):
     """Borrow in another thread (with this request's context) that gives it back later."""
     borrowed = threading.Event()
