@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_pool",
     "demo_project.shop",
+    "demo_project.leaderboard",
     "debug_toolbar",
 ]
 

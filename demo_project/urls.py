@@ -2,10 +2,14 @@ from debug_toolbar.toolbar import debug_toolbar_urls
 from django.contrib import admin
 from django.urls import include, path
 
+from demo_project.leaderboard import views as leaderboard
 from demo_project.shop import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("shop/orders/", views.create_order, name="create-order"),
+    path("leaderboard/", leaderboard.leaderboard, name="leaderboard"),
+    path("leaderboard/scores/", leaderboard.submit_score, name="submit-score"),
     path("mistakes/slow-call/", views.slow_call, name="slow-call"),
     path("admin/", admin.site.urls),
     path("pool/", include("django_pool.urls")),

@@ -1,5 +1,7 @@
 """Settings for the test suite: two pooled aliases on DATABASE_URL or the embedded server."""
 
+from pathlib import Path
+
 from demo_project.devdb import database_settings
 
 SECRET_KEY = "tests-only-not-secret"
@@ -18,6 +20,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_pool",
     "tests.testapp",
+    "demo_project.shop",
+    "demo_project.leaderboard",
     "debug_toolbar",
 ]
 
@@ -44,6 +48,7 @@ MIDDLEWARE = [
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [Path(__file__).resolve().parent.parent / "templates"],  # the demo's pages
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

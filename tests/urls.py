@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from demo_project.leaderboard import views as leaderboard
+from demo_project.shop import views as shop
 from django_pool.admin import PoolStatusAdmin
 from django_pool.models import PoolStatus
 from tests import views
@@ -27,4 +29,10 @@ urlpatterns = [
     path("ops/", ops_site.urls),
     path("panel/", include("tests.panels.urls")),
     path("__debug__/", include("debug_toolbar.urls")),
+    # The demo site's views, for tests/test_demo.py.
+    path("demo/", shop.home, name="home"),
+    path("demo/shop/orders/", shop.create_order),
+    path("demo/leaderboard/", leaderboard.leaderboard, name="leaderboard"),
+    path("demo/mistakes/slow-call/", shop.slow_call, name="slow-call"),
+    path("demo/leaderboard/scores/", leaderboard.submit_score),
 ]

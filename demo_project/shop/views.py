@@ -1,10 +1,15 @@
+import json
 import time
 
 from django.db import connection
 from django.db.models import Sum
+from django.http import JsonResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
 from .models import Product
+from .orders import OrderError, OutOfStock, parse_items, place_order
 
 
 def home(request):
@@ -44,3 +49,28 @@ def slow_call(request):
         "call_ms": round((time.monotonic() - started) * 1000),
     }
     return render(request, "shop/slow_call.html", context)
+
+
+# An API for scripts (manage.py simulate_traffic): no cookies, so no CSRF token to check.
+@csrf_exempt
+@require_POST
+def create_order(request):
+    """Place an order from ``{"customer": ..., "items": [{"product": id, "quantity": n}]}``.
+
+    201 with the order, 409 when an item is out of stock (nothing is ordered), 400 when the
+    request is not such an order.
+    """
+    try:
+        body = json.loads(request.body or b"{}")
+        if not isinstance(body, dict):
+            raise OrderError("The body must be a JSON object.")
+        order = place_order(
+            str(body.get("customer") or "anonymous")[:100], parse_items(body.get("items"))
+        )
+    except json.JSONDecodeError as error:
+        return JsonResponse({"error": f"The body is not JSON: {error}."}, status=400)
+    except OutOfStock as error:
+        return JsonResponse({"error": str(error)}, status=409)
+    except OrderError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    return JsonResponse({"order": order.pk, "total": str(order.total)}, status=201)
