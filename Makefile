@@ -30,10 +30,13 @@ browser:
 test: lint db browser
 	$(PY) -m nox
 
+# gunicorn (gthread) on :8000 and uvicorn on :8001, as production would run them; Ctrl-C stops both.
 demo: db
 	$(PY) manage.py migrate --no-input
+	$(PY) manage.py migrate --no-input --database tenant_small
+	$(PY) manage.py migrate --no-input --database tenant_large
 	$(PY) manage.py ensure_demo_user
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) -m demo_project.serve
 
 # The benchmark's own extras (SQLAlchemy, gunicorn, matplotlib, ...) and wrk; make test needs neither.
 BENCH_STAMP := $(VENV)/.bench-installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from demo_project.devdb import database_settings
+from demo_project.devdb import database_settings, scratch_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django_pool",
     "demo_project.shop",
     "demo_project.leaderboard",
+    "demo_project.tenants",
     "debug_toolbar",
 ]
 
@@ -76,7 +77,20 @@ DATABASES = {
         "django_pool_demo",
         OPTIONS={"pool": {"min_size": 2, "max_size": 10, "timeout": 10.0}},
     ),
+    # Two tenants, each in its own database with a pool of its own: a small tier and a large
+    # one, side by side on the dashboard. (Under DATABASE_URL, databases beside its own.)
+    "tenant_small": {
+        **scratch_database("django_pool_demo_small"),
+        "OPTIONS": {"pool": {"min_size": 0, "max_size": 2, "timeout": 10.0}},
+    },
+    "tenant_large": {
+        **scratch_database("django_pool_demo_large"),
+        "OPTIONS": {"pool": {"min_size": 1, "max_size": 8, "timeout": 10.0}},
+    },
 }
+DATABASE_ROUTERS = ["demo_project.tenants.routers.TenantRouter"]
+# Tenant name in the URL -> its database alias.
+DEMO_TENANTS = {"small": "tenant_small", "large": "tenant_large"}
 
 # Every process of the demo (runserver's, a gunicorn's workers, manage.py pool_status)
 # publishes its pools to one file cache, so the admin dashboard shows all of them. A file

@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "tests.testapp",
     "demo_project.shop",
     "demo_project.leaderboard",
+    "demo_project.tenants",
     "debug_toolbar",
 ]
 
@@ -76,3 +77,7 @@ DATABASES = {
         OPTIONS={"pool": {"min_size": 0, "max_size": 2}},
     ),
 }
+
+# The demo's tenants (tests/test_demo.py): a small tier on "other" (max_size 2) and a large one
+# on "default" (max_size 4), each alias with its own pool.
+DEMO_TENANTS = {"small": "other", "large": "default"}

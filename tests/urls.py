@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from demo_project.leaderboard import views as leaderboard
 from demo_project.shop import views as shop
+from demo_project.tenants.views import tenant
 from django_pool.admin import PoolStatusAdmin
 from django_pool.models import PoolStatus
 from tests import views
@@ -34,5 +35,6 @@ urlpatterns = [
     path("demo/shop/orders/", shop.create_order),
     path("demo/leaderboard/", leaderboard.leaderboard, name="leaderboard"),
     path("demo/mistakes/slow-call/", shop.slow_call, name="slow-call"),
+    path("demo/tenants/<str:name>/", tenant, name="tenant"),
     path("demo/leaderboard/scores/", leaderboard.submit_score),
 ]
