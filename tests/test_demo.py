@@ -46,6 +46,7 @@ def test_the_shop_page_lists_products_and_links_the_demo(client, products):
     page = response.content.decode()
     assert "Kettle" in page and "1010 items in stock" in page
     assert 'href="/demo/leaderboard/"' in page and 'href="/demo/mistakes/slow-call/"' in page
+    assert 'href="/demo/tenants/small/"' in page and 'href="/demo/tenants/large/"' in page
 
 
 def test_an_order_takes_its_lines_and_stock_in_one_go(client, products):

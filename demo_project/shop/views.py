@@ -1,6 +1,7 @@
 import json
 import time
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Sum
 from django.http import JsonResponse
@@ -23,6 +24,7 @@ def home(request):
         "stock": Product.objects.aggregate(total=Sum("stock"))["total"] or 0,
         "backend_pid": backend_pid,
         "pool": connection.pool.stats() if connection.pool else None,
+        "tenants": getattr(settings, "DEMO_TENANTS", {}),
     }
     return render(request, "shop/home.html", context)
 
