@@ -27,16 +27,18 @@ from typing import Any, NamedTuple
 
 from django_pool.stats import quantile, subtract
 
-KINDS = ("orders", "scores", "reads")
+KINDS = ("orders", "scores", "reads", "tenants")
 MIX_FORM = (
-    "name=weight pairs separated by commas, e.g. orders=2,scores=3,reads=5 "
-    "(names: orders, scores, reads; weights: whole numbers, 0 or more, not all 0)"
+    "name=weight pairs separated by commas, e.g. orders=2,scores=3,reads=4,tenants=1 "
+    "(names: orders, scores, reads, tenants; weights: whole numbers, 0 or more, not all 0)"
 )
 # Long enough for a site that is slow under load, short enough for a stuck one to show.
 TIMEOUT_S = 10.0
 # The burst: this many times the workers, during the middle third of the run.
 BURST_FACTOR = 4
 READ_PATHS = ("/", "/leaderboard/?format=json")
+# The demo's two tenants, each on its own database alias and pool.
+TENANT_PATHS = ("/tenants/small/", "/tenants/large/")
 
 
 class Call(NamedTuple):
@@ -62,7 +64,7 @@ class Result(NamedTuple):
 
 
 def parse_mix(text: str) -> dict[str, int]:
-    """Turn ``"orders=2,scores=3,reads=5"`` into weights by kind; raise ValueError if bad.
+    """Turn ``"orders=2,scores=3,reads=4,tenants=1"`` into weights by kind; raise if bad.
 
     A kind left out gets weight 0: ``reads=1`` sends only reads.
     """
@@ -100,6 +102,8 @@ def choose(rng: random.Random, mix: dict[str, int], products: Sequence[int]) -> 
     if kind == "scores":
         body = {"player": f"player{rng.randint(1, 20)}", "points": rng.randint(0, 1000)}
         return Call(kind, "POST", "/leaderboard/scores/", body)
+    if kind == "tenants":
+        return Call(kind, "GET", rng.choice(TENANT_PATHS))
     return Call(kind, "GET", rng.choice(READ_PATHS))
 
 

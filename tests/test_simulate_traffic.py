@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 
 from demo_project.leaderboard.models import Score
 from demo_project.shop.models import Order, Product
+from demo_project.tenants.models import Visit
 from demo_project.traffic import (
     Plan,
     Recorder,
@@ -54,7 +55,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
 def test_a_short_run_reports_what_the_site_answered(live_server, django_user_model, fast_hashing):
     django_user_model.objects.create_superuser("ops", password="secret")
     products = [
@@ -70,12 +71,15 @@ def test_a_short_run_reports_what_the_site_answered(live_server, django_user_mod
         f"--products={products[0].pk},{products[1].pk}",
         "--requests=60",
         "--concurrency=4",
-        "--mix=orders=1,scores=1,reads=1",
+        "--mix=orders=1,scores=1,reads=1,tenants=1",
         "--seed=1",
     )
     assert figure(output, "Requests")[0].startswith("60 in ")
-    orders, scores, reads = (figure(output, kind) for kind in ("orders", "scores", "reads"))
-    assert int(orders[0]) + int(scores[0]) + int(reads[0]) == 60
+    kinds = ("orders", "scores", "reads", "tenants")
+    orders, scores, reads, tenants = (figure(output, kind) for kind in kinds)
+    assert sum(int(kind[0]) for kind in (orders, scores, reads, tenants)) == 60
+    assert tenants[1] == f"200 × {tenants[0]}"
+    assert Visit.objects.using("other").count() + Visit.objects.count() == int(tenants[0])
     assert f"201 × {Score.objects.count()}" in scores[1] and Score.objects.exists()
     assert f"201 × {Order.objects.count()}" in orders[1] and Order.objects.exists()
     assert reads[1] == f"200 × {reads[0]}"
@@ -131,8 +135,13 @@ def test_a_site_that_is_not_running_says_to_start_the_demo():
 
 
 def test_parse_mix_takes_weights_and_leaves_out_kinds_at_0():
-    assert parse_mix("orders=2,scores=3,reads=5") == {"orders": 2, "scores": 3, "reads": 5}
-    assert parse_mix(" reads = 1 ") == {"orders": 0, "scores": 0, "reads": 1}
+    assert parse_mix("orders=2,scores=3,reads=5") == {
+        "orders": 2,
+        "scores": 3,
+        "reads": 5,
+        "tenants": 0,
+    }
+    assert parse_mix(" reads = 1 ") == {"orders": 0, "scores": 0, "reads": 1, "tenants": 0}
 
 
 @pytest.mark.parametrize("text", ["orders", "pizza=1", "orders=-1", "orders=1.5", "reads=0", ""])
@@ -152,6 +161,7 @@ def test_summarize_counts_outcomes_and_takes_percentiles_by_nearest_rank():
         "orders": Counter({"409": 1, "201": 1}),
         "scores": Counter({"timeout": 1}),
         "reads": Counter({"200": 97}),
+        "tenants": Counter(),
     }
     assert summarize([], elapsed_s=0.0).p50_ms is None
 

@@ -51,8 +51,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--mix",
-            default="orders=2,scores=3,reads=5",
-            help="weights of the kinds of request (default orders=2,scores=3,reads=5)",
+            default="orders=2,scores=3,reads=4,tenants=1",
+            help="weights of the kinds of request (default orders=2,scores=3,reads=4,tenants=1)",
         )
         parser.add_argument(
             "--products",
