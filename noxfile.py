@@ -43,14 +43,17 @@ def interpreter(version: str) -> str:
 #   toolbar panel's on 6.1 (with the newest toolbar, whose shadow DOM it checks);
 # - the pool core's tests on a fake driver (test_pool.py) depend on Python, not Django: 3.11
 #   (5.2) and 3.13 (6.0) run them;
-# - the server fault tests (test_faults.py) run on 5.2 and 6.1, under both drivers on 5.2.
+# - the server fault tests (test_faults.py) run on 5.2 and 6.1, under both drivers on 5.2;
+# - the demo site's tests run on 5.2 and 6.1, its traffic simulator's on 5.2.
 DASHBOARD_BROWSER = "--ignore=tests/test_dashboard_browser.py"
 PANEL_BROWSER = "--ignore=tests/panels/test_pool_browser.py"
 CORE = "--ignore=tests/test_pool.py"
 FAULTS = "--ignore=tests/test_faults.py"
+DEMO = "--ignore=tests/test_demo.py"
+SIMULATOR = "--ignore=tests/test_simulate_traffic.py"
 
 # Not run again under psycopg2: the pool core on a fake driver, pure functions, pages, the
-# browser tests, and modules whose driver work happens in a subprocess (which
+# browser tests, the demo site, and modules whose driver work happens in a subprocess (which
 # psycopg2_only does not reach).
 NO_DRIVER = (
     DASHBOARD_BROWSER,
@@ -67,6 +70,8 @@ NO_DRIVER = (
             "test_publish",
             "test_pool_status",
             "test_urls",
+            "test_demo",
+            "test_simulate_traffic",
         )
     ),
 )
@@ -105,7 +110,7 @@ def django_6_1(session: nox.Session) -> None:
     """Django 6.1 on Python 3.12: psycopg 3, then the driver-core tests under psycopg2."""
     session.install("-e", ".[test]", "Django~=6.1.0")
     check_django(session, "python", "6.1")
-    run_pytest(session, "python", DASHBOARD_BROWSER, CORE)
+    run_pytest(session, "python", DASHBOARD_BROWSER, CORE, SIMULATOR)
     run_pytest(session, "python", "-p", "tests.psycopg2_only", *PSYCOPG2_CORE)
 
 
@@ -114,7 +119,7 @@ def django_6_0(session: nox.Session) -> None:
     """Django 6.0 on Python 3.13, under psycopg 3."""
     session.install("-e", ".[test]", "Django~=6.0.0")
     check_django(session, "python", "6.0")
-    run_pytest(session, "python", DASHBOARD_BROWSER, PANEL_BROWSER, FAULTS)
+    run_pytest(session, "python", DASHBOARD_BROWSER, PANEL_BROWSER, FAULTS, DEMO, SIMULATOR)
 
 
 @nox.session(name="toolbar-6.0", python=False)

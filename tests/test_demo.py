@@ -173,3 +173,12 @@ def test_each_tenant_has_its_own_database_and_pool(live_server, server):
     # The small tier never had more than its 2 connections open, whatever the load.
     assert small.stats()["connections_num"] <= 2
     assert visit("nobody")[0] == 404
+
+
+def test_the_admin_lists_each_tenants_visits_from_its_own_database(admin_client):
+    Visit.objects.using("other").create(path="/small-only/")
+    Visit.objects.using("default").create(path="/large-only/")
+    small = admin_client.get("/admin/tenants/visit/").content.decode()  # the first tenant
+    assert "/small-only/" in small and "/large-only/" not in small
+    large = admin_client.get("/admin/tenants/visit/?tenant=large").content.decode()
+    assert "/large-only/" in large and "/small-only/" not in large

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import OperationalError
 
-from django_pool import signals
+from django_pool import background, signals
 from django_pool.backends.postgresql.base import DatabaseWrapper
 from tests.test_backend import backend_pid, wait_until
 
@@ -33,6 +33,9 @@ def test_connection_created_fires_once_per_server_connection(pooled, received):
     for _ in range(3):
         backend_pid(wrapper)
         wrapper.close()
+    # Delivered by the events thread, after the worker that connected dispatched it.
+    wait_until(lambda: any(event[0] == "connection_created" for event in received))
+    background.flush()
     created = [event for event in received if event[0] == "connection_created"]
     assert len(created) == 1
     _, sender, kwargs = created[0]
@@ -46,6 +49,7 @@ def test_connection_lost_fires_when_a_check_fails(pooled, server, received):
     wrapper.close()
     backend_pid(wrapper)
     wrapper.close()
+    background.flush()  # delivered by the events thread
     lost = [kwargs for name, _, kwargs in received if name == "connection_lost"]
     assert lost == [{"alias": wrapper.alias, "reason": "check"}]
 
