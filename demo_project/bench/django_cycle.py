@@ -1,0 +1,28 @@
+"""Run ``ensure_connection(); close()`` N times on the pooled ENGINE, for an instruction count.
+
+``make bench``'s micro section times this cycle ("Django level"); on a noisy machine its
+wall-clock figures swing by ±20 %. Under callgrind the count of instructions is repeatable,
+so a change to the borrow path can be measured exactly:
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        .venv/bin/python -m demo_project.bench.django_cycle 1000
+    (the same with 6000; instructions per cycle = (total at 6000 - total at 1000) / 5000)
+
+Run it in two checkouts (``git worktree add``) to compare revisions.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from demo_project.bench import micro
+from demo_project.devdb import database_settings
+
+
+def main() -> None:
+    micro.configure_django(database_settings(micro.DB_NAME))
+    micro.django_loop("django_pool")(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+
+
+if __name__ == "__main__":
+    main()
