@@ -84,7 +84,6 @@ class Borrow:
 
     __slots__ = (
         "alias",
-        "thread",
         "thread_name",
         "request_thread",
         "started",
@@ -107,9 +106,7 @@ class Borrow:
 
     def __init__(self, alias: str, request_thread: bool, started: float) -> None:
         self.alias = alias
-        current_thread = threading.current_thread()
-        self.thread = current_thread.ident
-        self.thread_name = current_thread.name
+        self.thread_name = threading.current_thread().name
         self.request_thread = request_thread  # Django gives it back when the request ends
         self.started = started
         self.lent: float | None = None

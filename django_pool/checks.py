@@ -11,7 +11,7 @@ from django.db import DatabaseError, connections
 
 from .conf import CONFIG_DEFAULTS, get_config
 from .connect_errors import diagnose
-from .options import Problem, validate_options
+from .options import Problem, is_number, validate_options
 
 ENGINE = "django_pool.backends.postgresql"
 
@@ -154,7 +154,7 @@ def _number_errors(config: dict) -> list[Error]:
     errors = []
     for key in ("RETRY_AFTER", "PUBLISH_INTERVAL", "PUBLISH_TTL"):
         value = config[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if not is_number(value) or value <= 0:
             errors.append(
                 Error(
                     f"DJANGO_POOL[{key!r}] must be a positive number of seconds, got {value!r}.",
@@ -182,9 +182,9 @@ def _panel_errors(config: dict) -> list[Error]:
         if key == "PANEL_MANY_BORROWS":
             valid = isinstance(value, int) and not isinstance(value, bool) and value >= 2
         elif key == "PANEL_NEAR_EXHAUSTION":
-            valid = _is_number(value) and 0 < value <= 1
+            valid = is_number(value) and 0 < value <= 1
         else:
-            valid = _is_number(value) and value > 0
+            valid = is_number(value) and value > 0
         if not valid:
             errors.append(
                 Error(
@@ -194,10 +194,6 @@ def _panel_errors(config: dict) -> list[Error]:
                 )
             )
     return errors
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _cache_errors(config: dict) -> list[Error | Warning]:

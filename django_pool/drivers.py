@@ -192,10 +192,7 @@ def _text(value: bytes | None) -> str | None:
 def backend_pid(conn: Any) -> int | None:
     """Return the server process id of a psycopg 3 or psycopg2 connection (no round trip)."""
     try:
-        info = getattr(conn, "info", None)
-        if info is not None and hasattr(info, "backend_pid"):
-            return info.backend_pid
-        return conn.get_backend_pid()
+        return conn.info.backend_pid  # both drivers' ConnectionInfo has it
     except Exception:  # noqa: BLE001 - a closed or broken connection has no pid to show
         return None
 

@@ -58,7 +58,8 @@ class Problem:
     message: str
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """Return whether ``value`` is an int or float (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -73,7 +74,7 @@ def _check_int(key: str, value: Any, minimum: int) -> Problem | None:
 def _check_seconds(key: str, value: Any, *, allow_none: bool = False) -> Problem | None:
     if value is None and allow_none:
         return None
-    if not _is_number(value):
+    if not is_number(value):
         return Problem("type", key, f"'{key}' must be a number of seconds, got {value!r}.")
     if not value > 0 or math.isnan(value):
         return Problem("value", key, f"'{key}' must be greater than 0 seconds, got {value}.")
@@ -83,7 +84,7 @@ def _check_seconds(key: str, value: Any, *, allow_none: bool = False) -> Problem
 def _check_check(value: Any) -> Problem | None:
     if value in CHECK_WORDS:
         return None
-    if not _is_number(value):
+    if not is_number(value):
         return Problem(
             "type",
             "check",

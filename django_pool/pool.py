@@ -343,8 +343,8 @@ class ConnectionPool:
     def describe_lent(self, conn: Any) -> dict[str, float] | None:
         """Return the times (monotonic seconds) of a lent ``conn``, or None if not lent.
 
-        ``created_at``: opened; ``checked_at``: last known to work (opened or pinged);
-        ``borrowed_at``: lent. Read by the toolbar panel's borrow records, never on the fast path.
+        ``created_at``: opened; ``checked_at``: last known to work (opened or pinged). Read by
+        the toolbar panel's borrow records, never on the fast path.
         """
         with self._lock:
             record = self._borrowed.get(id(conn))
@@ -353,7 +353,6 @@ class ConnectionPool:
             return {
                 "created_at": record.created_at,
                 "checked_at": record.checked_at,
-                "borrowed_at": record.borrowed_at,
             }
 
     def describe_return(self, conn: Any) -> dict[str, bool]:
