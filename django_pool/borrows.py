@@ -15,6 +15,8 @@ import linecache
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from time import monotonic
 from typing import Any
@@ -47,6 +49,16 @@ def stop(token: Token) -> None:
     except ValueError:
         # Reset from another context than the one that started: recording stops here anyway.
         _recorder.set(None)
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """Record nothing of this block: the panel's own queries are not the request's."""
+    token = _recorder.set(None)
+    try:
+        yield
+    finally:
+        _recorder.reset(token)
 
 
 def pool_states() -> dict[str, dict[str, int]]:

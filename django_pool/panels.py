@@ -9,6 +9,7 @@ which the toolbar renders the panel, now or later from its store.
 from __future__ import annotations
 
 import threading
+from inspect import iscoroutine
 
 from asgiref.sync import sync_to_async
 from debug_toolbar.panels import Panel
@@ -30,6 +31,7 @@ class PoolPanel(Panel):
 
     _recorder: borrows.BorrowRecorder | None = None
     _token = None
+    _dashboard: tuple[str | None] | None = None  # the dashboard's URL, found early under ASGI
 
     @property
     def nav_subtitle(self) -> str:
@@ -55,6 +57,19 @@ class PoolPanel(Panel):
         # end) runs in one thread of its own: learn which, to tell its borrows from others'.
         self._recorder.request_thread = await sync_to_async(threading.get_ident)()
 
+    def process_request(self, request):
+        response = super().process_request(request)
+        if iscoroutine(response):  # under ASGI, as the toolbar's RedirectsPanel does
+            return self._aprocess_request(request, response)
+        return response
+
+    async def _aprocess_request(self, request, response_coroutine):
+        response = await response_coroutine
+        # request.user may read the session from the database, which generate_stats, called
+        # in the event loop, may not: ask in the request's thread, now that the user is known.
+        self._dashboard = (await sync_to_async(_unrecorded_dashboard_url)(request),)
+        return response
+
     def disable_instrumentation(self) -> None:
         if self._token is not None:
             borrows.stop(self._token)
@@ -70,7 +85,8 @@ class PoolPanel(Panel):
             many_borrows=config["PANEL_MANY_BORROWS"],
             near_exhaustion=config["PANEL_NEAR_EXHAUSTION"],
         )
-        self.record_stats({**stats, "dashboard_url": _dashboard_url(request)})
+        (url,) = self._dashboard or (_dashboard_url(request),)
+        self.record_stats({**stats, "dashboard_url": url})
 
     def generate_server_timing(self, request, response) -> None:
         stats = self.get_stats()
@@ -82,6 +98,11 @@ class PoolPanel(Panel):
                 f"Pool wait {alias['alias']} ({totals['borrows']} borrow{plural})",
                 totals["waited_ms"],
             )
+
+
+def _unrecorded_dashboard_url(request) -> str | None:
+    with borrows.paused():
+        return _dashboard_url(request)
 
 
 def _dashboard_url(request) -> str | None:

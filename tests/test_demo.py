@@ -10,7 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
+from django.test import Client
 
 from demo_project.leaderboard.models import Player, Score
 from demo_project.shop.models import Order, OrderLine, Product
@@ -138,6 +140,15 @@ def test_leaderboard_under_asgi_takes_concurrent_scores(asgi_server):  # noqa: F
     assert [(row["player"], row["best"]) for row in json.loads(body)["top"]] == expected
     status, page = fetch(asgi_server.url + "/demo/leaderboard/")
     assert status == 200 and "player4" in page and "60 scores submitted" in page
+    # Also for a signed-in user, whose session the page's context reads.
+    client = Client()
+    client.force_login(User.objects.create_superuser("ada", password="pw"))
+    request = urllib.request.Request(
+        asgi_server.url + "/demo/leaderboard/",
+        headers={"Cookie": f"sessionid={client.cookies['sessionid'].value}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200 and "player4" in response.read().decode()
     assert_clean_log(asgi_server)
 
 

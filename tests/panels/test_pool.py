@@ -71,13 +71,13 @@ def get(path: str, client: Client | None = None):
     return response
 
 
-async def aget(path: str):
+async def aget(path: str, client: AsyncClient | None = None):
     """GET through the toolbar under ASGI, in this task's context."""
     _toolbar.set(None)
     # Each request's sync code in a thread of its own, as Django's ASGIHandler runs it (the
     # test client's handler does not).
     async with ThreadSensitiveContext():
-        response = await AsyncClient().get(path)
+        response = await (client or AsyncClient()).get(path)
     response.toolbar = _toolbar.get()
     return response
 
@@ -327,6 +327,26 @@ def test_dashboard_link_only_for_users_who_may_see_it():
 
 def noop(request):
     return None
+
+
+def test_dashboard_link_under_asgi_for_a_signed_in_user():
+    # request.user reads the session from the database: not in the event loop.
+    signed_in = Client()
+    signed_in.force_login(User.objects.create_superuser("root", password="pw"))
+    client = AsyncClient()
+    client.cookies["sessionid"] = signed_in.cookies["sessionid"].value
+
+    async def main():
+        DebugToolbar._created.connect(_remember)
+        try:
+            return await aget("/panel/async/1/", client)
+        finally:
+            DebugToolbar._created.disconnect(_remember)
+
+    response = asyncio.run(main())
+    assert response.status_code == 200
+    assert stats(response)["dashboard_url"] == "/admin/django_pool/poolstatus/"
+    assert alias_stats(response)["totals"]["borrows"] == 1
 
 
 def test_instrumentation_is_idempotent_and_does_not_leak():
