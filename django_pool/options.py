@@ -8,6 +8,7 @@ from typing import Any
 
 CHECK_WORDS = ("always", "never")
 RESET_MODES = ("rollback", "discard")
+RELEASE_MODES = ("request", "transaction")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class PoolConfig:
     max_idle: float = 600.0
     check: float | str = 1.0
     reset: str = "rollback"
+    # "request": a borrowed connection goes back when Django closes it (the request ends);
+    # "transaction": as soon as the wrapper is outside any transaction with no cursor open.
+    release: str = "request"
     leak_timeout: float | None = None
     name: str | None = None
 
@@ -110,6 +114,10 @@ def _check_value(key: str, value: Any) -> Problem | None:
         return _check_check(value)
     if key == "reset" and value not in RESET_MODES:
         return Problem("value", key, f'\'reset\' must be "rollback" or "discard", got {value!r}.')
+    if key == "release" and value not in RELEASE_MODES:
+        return Problem(
+            "value", key, f'\'release\' must be "request" or "transaction", got {value!r}.'
+        )
     if key == "name" and value is not None and not (isinstance(value, str) and value):
         return Problem("type", key, f"'name' must be a non-empty string, got {value!r}.")
     return None
