@@ -5,6 +5,20 @@ them without importing the settings (which resolve the database).
 """
 
 CONFIGS = ("no_pool", "persistent", "native_pool", "dbcp", "django_pool", "ceiling")
+# The release section (``demo_project.bench.release``): when a pooled connection goes back.
+RELEASE_CONFIGS = (
+    "persistent",
+    "native_pool",
+    "pg_real_pool",
+    "django_pool_request",
+    "django_pool_transaction",
+)
+# django_pool's configurations -> their pool's "release" option (None: the default).
+DJANGO_POOL_RELEASE = {
+    "django_pool": None,
+    "django_pool_request": "request",
+    "django_pool_transaction": "transaction",
+}
 # Same pool size for every pooled config: 4 per worker process for its 8 gthread threads, so
 # the pools hold half the server connections persistent connections do (one per thread). A
 # request holds its connection for one short query, so 4 serve 8 threads with little waiting.

@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 import os
 
-from demo_project.bench.site import CONFIGS, DEFAULT_APPLICATION_NAME, FIELDS, POOL
+from demo_project.bench.site import (
+    CONFIGS,
+    DEFAULT_APPLICATION_NAME,
+    DJANGO_POOL_RELEASE,
+    FIELDS,
+    POOL,
+    RELEASE_CONFIGS,
+)
 
 # Lets the runner count exactly this site's server connections in pg_stat_activity.
 APPLICATION_NAME = os.environ.get("BENCH_APPLICATION_NAME", DEFAULT_APPLICATION_NAME)
@@ -56,15 +63,20 @@ def database(config: str) -> dict:
             "CONN_MAX_AGE": 0,
             "POOL_OPTIONS": {"POOL_SIZE": POOL["max_size"], "MAX_OVERFLOW": 0},
         }
-    if config == "django_pool":
+    if config == "pg_real_pool":  # Django's native pool, given back after each query
         pooled = {**options, "pool": POOL}
+        return {**base, "ENGINE": "django_pg_real_pool", "CONN_MAX_AGE": 0, "OPTIONS": pooled}
+    if config in DJANGO_POOL_RELEASE:
+        release = DJANGO_POOL_RELEASE[config]
+        pool = POOL if release is None else {**POOL, "release": release}
         return {
             **base,
             "ENGINE": "django_pool.backends.postgresql",
             "CONN_MAX_AGE": 0,
-            "OPTIONS": pooled,
+            "OPTIONS": {**options, "pool": pool},
         }
-    raise ValueError(f"BENCH_CONFIG must be one of {', '.join(CONFIGS)}, not {config!r}")
+    known = ", ".join(dict.fromkeys(CONFIGS + RELEASE_CONFIGS))
+    raise ValueError(f"BENCH_CONFIG must be one of {known}, not {config!r}")
 
 
 BENCH_CONFIG = os.environ.get("BENCH_CONFIG", "django_pool")

@@ -1,16 +1,34 @@
-"""The two benchmark views: one ``SELECT 1``, or nothing at all (the ceiling)."""
+"""The benchmark views: one ``SELECT 1``, one with a slow external call after it, or nothing."""
 
 from __future__ import annotations
+
+import time
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
+# How long ``external_call`` waits, as if on another service; sleeping releases the GIL as a
+# socket read would, so the thread holds nothing but (maybe) its database connection.
+EXTERNAL_CALL_SECONDS = 0.05
 
-def db(request: HttpRequest) -> HttpResponse:
-    """Run one query and answer with its result."""
+
+def one_query() -> int:
+    """Run ``SELECT 1`` and return its value."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         (value,) = cursor.fetchone()
+    return value
+
+
+def db(request: HttpRequest) -> HttpResponse:
+    """Run one query and answer with its result."""
+    return HttpResponse(str(one_query()), content_type="text/plain")
+
+
+def external_call(request: HttpRequest) -> HttpResponse:
+    """Run one query, then wait on a simulated external call, and answer."""
+    value = one_query()
+    time.sleep(EXTERNAL_CALL_SECONDS)
     return HttpResponse(str(value), content_type="text/plain")
 
 
