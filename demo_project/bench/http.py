@@ -107,7 +107,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn_command(port: int) -> list[str]:
+def gunicorn_command(port: int, threads: int = THREADS) -> list[str]:
     """Return the gunicorn command line serving the benchmark site on ``port``."""
     return [
         sys.executable,
@@ -116,17 +116,29 @@ def gunicorn_command(port: int) -> list[str]:
         "demo_project.bench.site.wsgi:application",
         "--worker-class=gthread",
         f"--workers={WORKERS}",
-        f"--threads={THREADS}",
+        f"--threads={threads}",
         f"--bind=127.0.0.1:{port}",
         "--graceful-timeout=5",
         "--log-level=warning",
     ]
 
 
-def wrk_command(url: str, clients: int, seconds: float) -> list[str]:
-    """Return the wrk command line for ``clients`` connections over ``seconds``."""
+def wrk_command(url: str, clients: int, seconds: float, timeout: float | None = None) -> list[str]:
+    """Return the wrk command line for ``clients`` connections over ``seconds``.
+
+    ``timeout`` replaces wrk's 2 s, after which a request counts as a socket error.
+    """
     threads = min(2, clients)  # wrk needs at least one connection per thread
-    return [require_wrk(), f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--latency", url]
+    limit = [] if timeout is None else [f"--timeout={timeout:g}s"]
+    return [
+        require_wrk(),
+        f"-t{threads}",
+        f"-c{clients}",
+        f"-d{seconds:g}s",
+        *limit,
+        "--latency",
+        url,
+    ]
 
 
 def stop_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -177,8 +189,15 @@ def die_with_parent() -> None:
         pass  # not Linux: the runner's finally blocks still stop it on a normal exit
 
 
+def view_path(config: str) -> str:
+    """Return the path of the HTTP comparison's view for ``config``."""
+    return "nodb" if config == "ceiling" else "db"
+
+
 @contextmanager
-def gunicorn(config: str, fields: dict) -> Iterator[tuple[subprocess.Popen, str]]:
+def gunicorn(
+    config: str, fields: dict, threads: int = THREADS, path: str | None = None
+) -> Iterator[tuple[subprocess.Popen, str]]:
     """Serve ``config`` with a fresh gunicorn; yield it and the view's URL; always stop it."""
     port = free_port()
     env = {
@@ -189,7 +208,7 @@ def gunicorn(config: str, fields: dict) -> Iterator[tuple[subprocess.Popen, str]
         "DJANGO_SETTINGS_MODULE": "demo_project.bench.site.settings",
     }
     process = subprocess.Popen(
-        gunicorn_command(port),
+        gunicorn_command(port, threads),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -198,7 +217,7 @@ def gunicorn(config: str, fields: dict) -> Iterator[tuple[subprocess.Popen, str]
         start_new_session=True,  # its own process group, so workers are stopped with it
         preexec_fn=die_with_parent,  # safe: no other thread of ours runs at this point
     )
-    url = f"http://127.0.0.1:{port}/{'nodb' if config == 'ceiling' else 'db'}"
+    url = f"http://127.0.0.1:{port}/{path or view_path(config)}"
     try:
         wait_until_answers(process, url)
         yield process, url
@@ -308,14 +327,16 @@ def run_wrk(command: list[str], timeout: float) -> str:
     return output
 
 
-def measure(process, url: str, clients: int, seconds: float, sampler_conn) -> dict:
+def measure(
+    process, url: str, clients: int, seconds: float, sampler_conn, timeout: float | None = None
+) -> dict:
     """Load the running server with wrk, restarting it while the worker split is uneven."""
     port = int(url.split(":")[2].split("/")[0])
     workers_ = workers(process)
     import psutil
 
     processes = [psutil.Process(process.pid), *workers_]
-    command = wrk_command(url, clients, seconds)
+    command = wrk_command(url, clients, seconds, timeout)
     for attempt in range(MAX_REBALANCE + 1):
         cpu_before = cpu_seconds(processes)
         wrk = subprocess.Popen(
@@ -360,12 +381,22 @@ def wait_for_no_conns(conn, timeout: float = 15.0) -> None:
         )
 
 
-def run_one(config: str, clients: int, seconds: float, fields: dict, sampler_conn) -> dict:
+def run_one(
+    config: str,
+    clients: int,
+    seconds: float,
+    fields: dict,
+    sampler_conn,
+    threads: int = THREADS,
+    path: str | None = None,
+    wrk_timeout: float | None = None,
+) -> dict:
     """Serve ``config`` fresh, warm it up, measure one wrk run and stop it; return the run."""
     wait_for_no_conns(sampler_conn)
-    with gunicorn(config, fields) as (process, url):
-        run_wrk(wrk_command(url, clients, WARMUP_SECONDS), timeout=WARMUP_SECONDS + 30)
-        run = measure(process, url, clients, seconds, sampler_conn)
+    with gunicorn(config, fields, threads, path) as (process, url):
+        warmup = wrk_command(url, clients, WARMUP_SECONDS, wrk_timeout)
+        run_wrk(warmup, timeout=WARMUP_SECONDS + 30)
+        run = measure(process, url, clients, seconds, sampler_conn, wrk_timeout)
     wait_for_no_conns(sampler_conn)
     run.pop("requests")
     return {"config": config, "clients": clients, **run}
