@@ -4,7 +4,8 @@ Sections, in order: micro (borrow + return), spike, http, sweep, dashboard (the 
 poll of the admin dashboard's JSON). Environment variables:
 
 - ``BENCH_QUICK=1``: a smoke run of about two minutes (short runs, one round each).
-- ``BENCH_ONLY=micro,spike``: run only these sections.
+- ``BENCH_ONLY=micro,spike``: run only these sections; the others' figures are kept from the
+  earlier ``docs/benchmarks.json`` and the report says when they were measured.
 - ``BENCH_N``: most borrows per micro measurement; ``BENCH_COMPARE=<git revision>`` adds rows
   for our pool core at that revision.
 - ``BENCH_HTTP_ROUNDS``, ``BENCH_HTTP_SECONDS``, ``BENCH_SWEEP_SECONDS``: size the HTTP runs.
@@ -154,8 +155,11 @@ def main() -> None:
             traceback.print_exc()
             results["errors"][section] = f"{type(error).__name__}: {error}"
     results["elapsed_s"] = time.monotonic() - start
+    kept = report.keep_earlier(results, [section for section in SECTIONS if section not in only])
     path = report.write_report(results)
     print(f"\nWrote {path.relative_to(report.ROOT)} in {results['elapsed_s']:.0f} s")
+    if kept:
+        print(f"  kept from the earlier {report.RESULTS.name}: {', '.join(kept)}")
     for name, met, _text in report.targets(results):
         verdict = "not measured" if met is None else ("met" if met else "MISSED")
         print(f"  {verdict:>12}: {name}")

@@ -1,7 +1,9 @@
 """Write ``docs/benchmarks.md`` and its charts from the results of ``python -m demo_project.bench``.
 
 The results are kept beside the report as ``docs/benchmarks.json``, so
-``python -m demo_project.bench.report`` renders the report again without measuring.
+``python -m demo_project.bench.report`` renders the report again without measuring. A run of
+some sections only (``BENCH_ONLY``) takes the others from that file (``keep_earlier``), so the
+report keeps every section's figures and says which run measured them.
 """
 
 from __future__ import annotations
@@ -408,7 +410,23 @@ def section_header(results: dict) -> list[str]:
         "```",
         "",
     ]
-    return lines
+    return lines + _kept_note(results.get("kept") or {})
+
+
+def _kept_note(kept: dict) -> list[str]:
+    """Say which sections come from earlier runs (``BENCH_ONLY`` measured the others)."""
+    by_run: dict[str, list[str]] = {}
+    for section, run in kept.items():
+        label = run["started"] + (", quick run" if run.get("quick") else "")
+        by_run.setdefault(label, []).append(section)
+    if not by_run:
+        return []
+    parts = [f"{', '.join(sections)} from the run of {label}" for label, sections in by_run.items()]
+    return [
+        "Not measured this time, kept from `docs/benchmarks.json` (machine and versions may "
+        "differ from those above): " + "; ".join(parts) + ".",
+        "",
+    ]
 
 
 def section_targets(results: dict) -> list[str]:
@@ -682,6 +700,27 @@ def render(results: dict, charts: dict[str, str]) -> str:
     if results.get("spike"):
         lines += section_spike(results["spike"], charts.get("spike"))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def keep_earlier(results: dict, sections: list[str], path: Path = RESULTS) -> list[str]:
+    """Copy ``sections`` (not measured this run) from the earlier results file; return them."""
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    earlier_kept = earlier.get("kept") or {}
+    earlier_errors = earlier.get("errors") or {}
+    kept = []
+    for section in sections:
+        if section not in earlier and section not in earlier_errors:
+            continue
+        if section in earlier:
+            results[section] = earlier[section]
+        if section in earlier_errors:
+            results["errors"][section] = earlier_errors[section]
+        run = {"started": earlier["started"], "quick": earlier.get("quick", False)}
+        results.setdefault("kept", {})[section] = earlier_kept.get(section, run)
+        kept.append(section)
+    return kept
 
 
 def write_report(results: dict, docs: Path = DOCS) -> Path:
