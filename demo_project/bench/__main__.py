@@ -1,14 +1,16 @@
 """Run the whole benchmark suite and write ``docs/benchmarks.md``: ``python -m demo_project.bench``.
 
-Sections, in order: micro (borrow + return), spike, http, sweep, dashboard (the cost of one
-poll of the admin dashboard's JSON). Environment variables:
+Sections, in order: micro (borrow + return), spike, http, sweep, release (a connection held
+for the request or given back after each query, with a slow external call in the view),
+dashboard (the cost of one poll of the admin dashboard's JSON). Environment variables:
 
-- ``BENCH_QUICK=1``: a smoke run of about two minutes (short runs, one round each).
+- ``BENCH_QUICK=1``: a smoke run of a few minutes (short runs, one round each).
 - ``BENCH_ONLY=micro,spike``: run only these sections; the others' figures are kept from the
   earlier ``docs/benchmarks.json`` and the report says when they were measured.
 - ``BENCH_N``: most borrows per micro measurement; ``BENCH_COMPARE=<git revision>`` adds rows
   for our pool core at that revision.
 - ``BENCH_HTTP_ROUNDS``, ``BENCH_HTTP_SECONDS``, ``BENCH_SWEEP_SECONDS``: size the HTTP runs.
+- ``BENCH_RELEASE_ROUNDS``, ``BENCH_RELEASE_SECONDS``: size the release runs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from demo_project.bench.micro import DB_NAME, print_micro, run_micro
 from demo_project.bench.spike import print_spike, run_spike
 from demo_project.devdb import database_settings
 
-SECTIONS = ("micro", "spike", "http", "sweep", "dashboard")
+SECTIONS = ("micro", "spike", "http", "sweep", "release", "dashboard")
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 CLIENTS = 32  # wrk connections in the HTTP comparison
 SWEEP_CLIENTS = (1, 4, 16, 64) if QUICK else (1, 2, 4, 8, 16, 32, 64)
@@ -58,6 +60,18 @@ def run_sweep_section() -> dict:
 
     result = http.run_sweep(clients=SWEEP_CLIENTS, seconds=number("BENCH_SWEEP_SECONDS", 4, 2))
     http.print_sweep(result)
+    return result
+
+
+def run_release_section() -> dict:
+    """Run the release comparison (gunicorn + wrk, two views) and print it."""
+    from demo_project.bench import release
+
+    result = release.run_release(
+        rounds=int(number("BENCH_RELEASE_ROUNDS", 3, 1)),
+        seconds=number("BENCH_RELEASE_SECONDS", 8, 3),
+    )
+    release.print_release(result)
     return result
 
 
@@ -97,6 +111,7 @@ RUNNERS: dict[str, Callable[[], dict]] = {
     "spike": run_spike_section,
     "http": run_http_section,
     "sweep": run_sweep_section,
+    "release": run_release_section,
     "dashboard": run_dashboard_section,
 }
 
@@ -113,6 +128,8 @@ def commands() -> list[str]:
             "BENCH_HTTP_ROUNDS",
             "BENCH_HTTP_SECONDS",
             "BENCH_SWEEP_SECONDS",
+            "BENCH_RELEASE_ROUNDS",
+            "BENCH_RELEASE_SECONDS",
         )
         if os.environ.get(name)
     ]

@@ -35,6 +35,8 @@ OURS_COLOUR, OTHER_COLOUR = "#1f77b4", "#b0b0b0"
 BORROW_TARGET_US = 2.0
 SELECT1_TARGET_RATIO = 1.15
 SPIKE_TARGET_CONNS = 8
+RELEASE_EXTERNAL_TARGET_RATIO = 3.0  # "transaction" req/s over "request" on external_call
+RELEASE_ONE_QUERY_TOLERANCE = 0.05  # "transaction" at most this far below "request"
 
 PACKAGES = (
     "Django",
@@ -44,6 +46,7 @@ PACKAGES = (
     "SQLAlchemy",
     "gunicorn",
     "django-db-connection-pool",
+    "django-pg-real-pool",
     "matplotlib",
 )
 
@@ -232,6 +235,55 @@ def target_dashboard(dashboard: dict | None) -> tuple[str, bool | None, str]:
     return name, median < DASHBOARD_TARGET_MS, text
 
 
+def _release_pair(release: dict, view: str) -> tuple[dict, dict]:
+    """Return the release section's ``django_pool_transaction`` and ``_request`` entries."""
+    configs = release["views"][view]
+    return configs["django_pool_transaction"], configs["django_pool_request"]
+
+
+def _total_errors(entry: dict) -> int:
+    return sum(run["errors"] for run in entry["runs"])
+
+
+def target_release_external(release: dict | None) -> tuple[str, bool | None, str]:
+    """Judge: on external_call, "transaction" serves 3x the req/s of "request", with 0 errors."""
+    name = (
+        f'Release, external_call: "transaction" ≥ {RELEASE_EXTERNAL_TARGET_RATIO:g}× the req/s '
+        'of "request", 0 errors'
+    )
+    if not release:
+        return name, None, "not measured in this run"
+    transaction, request = _release_pair(release, "external_call")
+    fast, slow = transaction["median"], request["median"]
+    errors = _total_errors(transaction)
+    met = fast["rps"] >= RELEASE_EXTERNAL_TARGET_RATIO * slow["rps"] and errors == 0
+    text = (
+        f'"transaction" {num(fast["rps"])} req/s (p99 {num(fast["p99_ms"])} ms, {errors} errors, '
+        f'{num(fast["server_conns_max"])} server connections), "request" {num(slow["rps"])} '
+        f"req/s (p99 {num(slow['p99_ms'])} ms): {ratio(fast['rps'], slow['rps'])}"
+    )
+    return name, met, text
+
+
+def target_release_one_query(release: dict | None) -> tuple[str, bool | None, str]:
+    """Judge: on one_query, "transaction" is at most 5% below "request" in req/s."""
+    name = (
+        f'Release, one_query: "transaction" at most {RELEASE_ONE_QUERY_TOLERANCE:.0%} below '
+        '"request" in req/s'
+    )
+    if not release:
+        return name, None, "not measured in this run"
+    transaction, request = _release_pair(release, "one_query")
+    fast, slow = transaction["median"], request["median"]
+    met = fast["rps"] >= (1 - RELEASE_ONE_QUERY_TOLERANCE) * slow["rps"]
+    change = (fast["rps"] / slow["rps"] - 1) * 100 if slow["rps"] else float("nan")
+    text = (
+        f'"transaction" {num(fast["rps"])} req/s, "request" {num(slow["rps"])} req/s '
+        f"({change:+.1f}%; errors {_total_errors(transaction)} and {_total_errors(request)})"
+    )
+    return name, met, text
+
+
 def targets(results: dict) -> list[tuple[str, bool | None, str]]:
     """Return (target, met or None if not measured, numbers) for every target."""
     micro, http = results.get("micro"), results.get("http")
@@ -241,6 +293,8 @@ def targets(results: dict) -> list[tuple[str, bool | None, str]]:
         target_select1(micro),
         target_spike(results.get("spike")),
         target_dashboard(results.get("dashboard")),
+        target_release_external(results.get("release")),
+        target_release_one_query(results.get("release")),
     ]
 
 
@@ -688,6 +742,100 @@ def section_spike(spike: dict, chart: str | None) -> list[str]:
     return lines + table(head, rows, "l")
 
 
+RELEASE_NOTES = {
+    "persistent": "one connection per thread (`CONN_MAX_AGE=600`): no pool, the threads' bound",
+    "native_pool": "Django's psycopg 3 pool (`OPTIONS['pool']`), held until the request ends",
+    "pg_real_pool": "django-pg-real-pool on Django's pool: given back when a cursor opened "
+    "outside `atomic()` closes, and at commit/rollback",
+    "django_pool_request": 'django_pool, `release: "request"`: held until the request ends',
+    "django_pool_transaction": 'django_pool, `release: "transaction"`: given back whenever '
+    "the wrapper is outside a transaction",
+}
+
+
+def section_release(release: dict) -> list[str]:
+    """Return the release section: setup, a table per view with ratios to "request", every run."""
+    setup = release["setup"]
+    workers, threads, max_size = setup["workers"], setup["threads"], setup["pool"]["max_size"]
+    lines = [
+        "## Release: held for the request, or given back after the query",
+        "",
+        f"gunicorn gthread with {workers} workers × {threads} threads, more threads than pool "
+        f"connections (`max_size` {max_size}, `min_size` {setup['pool']['min_size']} per "
+        f"worker), loaded by wrk with {setup['clients']} connections. Two views: `one_query` "
+        "runs one `SELECT 1`; `external_call` runs it and then sleeps "
+        f"{setup['external_call_ms']:g} ms, as a call to another service would. A pool that "
+        f"holds the connection until the request ends lets only {max_size} of a worker's "
+        f"{threads} threads into the external call at a time; one that takes it back after the "
+        f"query lets all {threads} in. Persistent connections open one per thread "
+        f"({workers * threads} server connections) and mark what the threads alone allow. "
+        f"Median of {_rounds(setup['rounds'])}, configurations and views interleaved, a fresh "
+        "gunicorn for each run; `errors` adds non-2xx responses and socket errors over every "
+        "round; `server conns` is the most the site held on the server (`pg_stat_activity`).",
+        "",
+    ]
+    configs = list(next(iter(release["views"].values())))
+    lines += [f"- `{config}`: {RELEASE_NOTES.get(config, config)}" for config in configs]
+    lines += [
+        f"- pool options (every pool): `{json.dumps(setup['pool'])}`; django-pg-real-pool "
+        f"{setup['django_pg_real_pool']}",
+        f"- gunicorn: `{setup['gunicorn']}`",
+        f"- wrk: `{setup['wrk']}`",
+        "",
+    ]
+    for view, entries in release["views"].items():
+        lines += [f"### {view}", ""]
+        lines += table(*_release_rows(entries), "l")
+    lines += ["### Every run", ""]
+    rows = [
+        [
+            view,
+            config,
+            str(run["round"]),
+            num(run["rps"]),
+            num(run["p99_ms"], 1),
+            num(run["errors"]),
+            num(run["server_conns_max"]),
+            "/".join(str(n) for n in run["split"].values()),
+        ]
+        for view, entries in release["views"].items()
+        for config, entry in entries.items()
+        for run in entry["runs"]
+    ]
+    head = ["view", "config", "round", "req/s", "p99 ms", "errors", "server conns", "split"]
+    return lines + table(head, rows, "ll")
+
+
+def _release_rows(entries: dict) -> tuple[list[str], list[list[str]]]:
+    base = entries["django_pool_request"]["median"]
+    rows = []
+    for name, entry in entries.items():
+        m = entry["median"]
+        rows.append(
+            [
+                f"**{name}**" if name.startswith("django_pool") else name,
+                num(m["rps"]),
+                ratio(m["rps"], base["rps"]),
+                num(m["p50_ms"], 1),
+                num(m["p99_ms"], 1),
+                num(_total_errors(entry)),
+                num(m["server_conns_max"]),
+                num(m["cpu_ms_per_req"], 3),
+            ]
+        )
+    head = [
+        "config",
+        "req/s",
+        'vs "request"',
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "server conns",
+        "CPU ms/req",
+    ]
+    return head, rows
+
+
 def render(results: dict, charts: dict[str, str]) -> str:
     """Return the whole report as markdown."""
     lines = section_header(results) + section_targets(results)
@@ -695,6 +843,8 @@ def render(results: dict, charts: dict[str, str]) -> str:
         lines += section_http(results["http"], charts.get("http"))
     if results.get("sweep"):
         lines += section_sweep(results["sweep"], charts.get("sweep"))
+    if results.get("release"):
+        lines += section_release(results["release"])
     if results.get("micro"):
         lines += section_micro(results["micro"], charts.get("micro"))
     if results.get("spike"):
