@@ -35,6 +35,8 @@ _OPTION_HINTS = {
     "check": 'Use "always", "never", or a number of seconds >= 0 of idleness after which '
     "a connection is checked on borrow.",
     "reset": 'Use "rollback" (roll back an open transaction) or "discard" (DISCARD ALL).',
+    "release": 'Use "request" (hold a connection from the first query to the end of the '
+    'request) or "transaction" (give it back whenever no transaction is open).',
     "name": "Use a non-empty string, or None for the alias.",
 }
 

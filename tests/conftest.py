@@ -150,6 +150,25 @@ def pooled(transactional_db):
 
 
 @pytest.fixture
+def per_transaction(transactional_db):
+    """Give the default alias a pool of 2 in release="transaction" mode for the test."""
+    wrapper = connections["default"]
+    wrapper.close()
+    registry.close_pool("default")
+    options = wrapper.settings_dict["OPTIONS"]
+    saved = options["pool"]
+    # Set back here, not by monkeypatch: its undo comes after pytest-django's flush, which
+    # would make the next test's pool with these options.
+    options["pool"] = {**saved, "release": "transaction", "max_size": 2, "min_size": 0}
+    try:
+        yield wrapper
+    finally:
+        wrapper.close()
+        registry.close_pool("default")
+        options["pool"] = saved
+
+
+@pytest.fixture
 def password_role(server):
     """Make a role that must log in with a password (embedded server only: edits pg_hba.conf)."""
     require_embedded_server("edits pg_hba.conf")

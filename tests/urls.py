@@ -17,6 +17,7 @@ urlpatterns = [
     path("leave-transaction/", views.leave_transaction),
     path("session/", views.session_state),
     path("atomic/", views.atomic_request),
+    path("release/mixed/", views.mixed),
     path("set-time-zone/", views.set_time_zone),
     path("time-zone/", views.time_zone),
     path("async/count/", views.async_count),

@@ -40,6 +40,16 @@ def session_state(request):
     return JsonResponse({"pid": _backend_pid(), "leaked": leaked, "fresh": fresh_transaction})
 
 
+def mixed(request):
+    """Count, write two items in an atomic block, count again: three borrows per transaction."""
+    before = Item.objects.count()
+    with transaction.atomic():
+        Item.objects.create(name="mixed-1")
+        Item.objects.create(name="mixed-2")
+        inside = Item.objects.count()
+    return JsonResponse({"before": before, "inside": inside, "after": Item.objects.count()})
+
+
 @transaction.non_atomic_requests
 def atomic_request(request):
     """Write inside transaction.atomic, fail, and report that nothing was written."""

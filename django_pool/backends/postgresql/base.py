@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
+from django.db.backends.signals import connection_created
+from django.utils.asyncio import async_unsafe
 from django.utils.connection import ConnectionDoesNotExist
 
 from ... import borrows, registry
 from ...drivers import driver_for
 from ...options import PoolConfig
 from ...pool import ConnectionPool
+from ...release import (
+    TRANSACTION,
+    LentConnection,
+    ReleasingCursorDebugWrapper,
+    ReleasingCursorWrapper,
+)
 from ...signals import EventSender
 from .creation import DatabaseCreation
 
@@ -102,6 +112,11 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         super().__init__(settings_dict, alias)
         self._borrowed_from: ConnectionPool | None = None
         self._borrow: borrows.Borrow | None = None  # the panel's record of the current borrow
+        # release="transaction": the connection went back at a transaction's end and the next
+        # query borrows again, keeping the wrapper's state (autocommit, on_commit hooks).
+        self._released = False
+        self._holds = 0  # open hold() blocks
+        self._request_borrows = 0  # borrows since the last request boundary, for the stats
 
     @property
     def pool_options(self):
@@ -161,8 +176,11 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         recorder = _recording()
         connection = pool.getconn() if recorder is None else self._borrow_recorded(pool, recorder)
         self._borrowed_from = pool
+        self._request_borrows += 1
         if self.allow_thread_sharing:
             pool.set_shared(connection, True)
+        if pool.config.release == TRANSACTION:
+            return LentConnection(connection, self.alias)
         return connection
 
     def _borrow_recorded(self, pool: ConnectionPool, recorder: borrows.BorrowRecorder):
@@ -203,7 +221,12 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         # A shared connection may outlive the thread that borrowed it (LiveServerTestCase):
         # the pool must not reclaim it when that thread exits.
         if self._borrowed_from is not None and self.connection is not None:
-            self._borrowed_from.set_shared(self.connection, self.allow_thread_sharing)
+            self._borrowed_from.set_shared(self._driver_connection(), self.allow_thread_sharing)
+
+    def _driver_connection(self):
+        """Return the driver's connection, also when it is lent as a LentConnection."""
+        conn = self.connection
+        return conn._conn if conn.__class__ is LentConnection else conn
 
     def _close(self) -> None:
         """Give the connection back to the pool it came from."""
@@ -211,6 +234,8 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         if pool is None or self.connection is None:
             return super()._close()
         connection, self.connection = self.connection, None
+        if connection.__class__ is LentConnection:
+            connection = connection.let_go()
         if self._borrow is not None:
             self._end_recorded_borrow(pool, connection)
         with self.wrap_database_errors:
@@ -222,6 +247,130 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         if borrow in self.execute_wrappers:
             self.execute_wrappers.remove(borrow)
 
+    # Release at transaction end (release="transaction"): every way out of a transaction, and
+    # every cursor's close, asks release_if_free(); the next ensure_connection() borrows again.
+
+    def release_if_free(self) -> None:
+        """With release="transaction", give the connection back if nothing still needs it."""
+        lent = self.connection
+        if (
+            lent.__class__ is LentConnection
+            and not self.in_atomic_block
+            and not self._holds
+            and not self.allow_thread_sharing
+            and not lent.has_open_cursor()
+            and not self._borrowed_from.in_transaction(lent._conn)
+        ):
+            if not lent.autocommit:
+                # Manual transaction management between transactions: pool connections are
+                # in autocommit mode; the next borrow sets the wrapper's mode on its own.
+                lent.autocommit = True
+            self._close()
+            self._released = True
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the server connection from the block's first query to its end."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if not self._holds:
+                self.release_if_free()
+
+    @async_unsafe
+    def ensure_connection(self) -> None:
+        """Borrow again after a release at transaction end, else connect as Django does."""
+        if self.connection is not None:
+            return
+        if self._released:
+            with self.wrap_database_errors:
+                self._borrow_again()
+            return
+        self._holds += 1  # connect() turns autocommit on: that ends no transaction
+        try:
+            super().ensure_connection()
+        finally:
+            self._holds -= 1
+
+    def _borrow_again(self) -> None:
+        # Not connect(): that would reset what the wrapper keeps between transactions (manual
+        # autocommit mode, on_commit hooks waiting for set_autocommit(True)).
+        self.connection = self.get_new_connection({})
+        self._released = False
+        self.health_check_done = True  # the pool checks a connection before lending it
+        self._set_autocommit(self.autocommit)
+        # Per-connection set-up (a receiver's SET) runs on every connection the wrapper uses.
+        connection_created.send(sender=self.__class__, connection=self)
+
+    def get_autocommit(self) -> bool:
+        """Return the autocommit mode, without borrowing just to read it after a release."""
+        if self._released:
+            return self.autocommit
+        return super().get_autocommit()
+
+    def set_autocommit(
+        self, autocommit: bool, force_begin_transaction_with_broken_autocommit: bool = False
+    ) -> None:
+        """Set the mode; after a release only note it, for the next borrow to set."""
+        if not self._released:
+            super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)
+            if autocommit:
+                self.release_if_free()
+            return
+        # Nothing borrowed: an atomic block ending must not wait for a connection to run its
+        # on_commit hooks, and one starting borrows at its first query.
+        self.validate_no_atomic_block()
+        self.autocommit = autocommit
+        if autocommit and self.run_commit_hooks_on_set_autocommit_on:
+            self.run_and_clear_commit_hooks()
+            self.run_commit_hooks_on_set_autocommit_on = False
+
+    def commit(self) -> None:
+        """Commit, then release the connection if it is free."""
+        super().commit()
+        self.release_if_free()
+
+    def rollback(self) -> None:
+        """Roll back, then release the connection if it is free."""
+        super().rollback()
+        self.release_if_free()
+
+    def create_cursor(self, name=None):
+        """Create a driver cursor; a lent connection stays lent while it is open."""
+        cursor = super().create_cursor(name)
+        if self.connection.__class__ is LentConnection:
+            self.connection.cursors.add(cursor)  # a named cursor is not made by cursor()
+        return cursor
+
+    def make_cursor(self, cursor):
+        """Wrap a cursor; on a lent connection, one that releases it once closed."""
+        if self.connection.__class__ is LentConnection:
+            return ReleasingCursorWrapper(cursor, self)
+        return super().make_cursor(cursor)
+
+    def make_debug_cursor(self, cursor):
+        """Wrap a logging cursor; on a lent connection, one that releases it once closed."""
+        if self.connection.__class__ is LentConnection:
+            return ReleasingCursorDebugWrapper(cursor, self)
+        return super().make_debug_cursor(cursor)
+
+    def close(self) -> None:
+        """Close (give back) the connection; the next query connects afresh."""
+        self._released = False
+        super().close()
+
+    def close_if_unusable_or_obsolete(self) -> None:
+        """At a request's start and end: count the request's borrows, then close as Django does."""
+        if self._request_borrows:
+            pool = self.pool
+            if pool is not None:
+                pool.note_request(self._request_borrows)
+            self._request_borrows = 0
+        self._released = False
+        super().close_if_unusable_or_obsolete()
+
 
 def _abandon_borrowed_after_fork() -> None:
     # The forking thread's wrappers may hold a connection borrowed from the parent's pool
@@ -231,6 +380,7 @@ def _abandon_borrowed_after_fork() -> None:
         if isinstance(wrapper, DatabaseWrapper) and wrapper._borrowed_from is not None:
             wrapper._borrowed_from = wrapper._borrow = None
             wrapper.connection = None
+            wrapper._released = False
 
 
 if hasattr(os, "register_at_fork"):
