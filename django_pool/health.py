@@ -23,6 +23,11 @@ WINDOW_TEXT = "the last 5 min"
 SLOW_WAIT_P95_MS = 50.0
 # A suggested max_size covers the busiest slot's concurrency times this.
 HEADROOM = 1.25
+# Connections held this many times longer than they run queries are held across other work
+# (an external call, rendering): worth release="transaction", once enough were seen.
+HELD_PER_QUERY = 4.0
+MIN_HELD_SEEN = 20
+
 # Share of the server's max_connections the processes of a pool may take together: the
 # rest is for superusers, migrations, psql and other clients.
 SERVER_SHARE = 0.9
@@ -75,6 +80,7 @@ def verdict(
         *_slow_waits(window, server, processes),
         *_oversubscribed(window, server, processes),
         *_losses(window),
+        *_held_between_queries(window),
     ]
     if not findings:
         return {"status": OK, "reasons": [window.summary()], "recommendations": []}
@@ -82,9 +88,11 @@ def verdict(
     for _, _, recommendation in findings:
         if recommendation and recommendation not in recommendations:
             recommendations.append(recommendation)
+    status = worst(status for status, _, _ in findings)
+    reasons = [reason for _, reason, _ in findings]
     return {
-        "status": worst(status for status, _, _ in findings),
-        "reasons": [reason for _, reason, _ in findings],
+        "status": status,
+        "reasons": [window.summary(), *reasons] if status == OK else reasons,
         "recommendations": recommendations,
     }
 
@@ -263,3 +271,24 @@ def _losses(window: _Window) -> list[tuple[str, str, str | None]]:
             reason = f"{count} {noun}{'s' * (count != 1)} {what} over {WINDOW_TEXT}"
             findings.append((WARNING, reason, advice))
     return findings
+
+
+def _held_between_queries(window: _Window) -> list[tuple[str, str, str | None]]:
+    """Suggest release="transaction" when connections are held far longer than they work.
+
+    A warning when borrowers also waited (the held connections were missed), else advice.
+    """
+    if window.snapshot["config"].get("release", "request") != "request":
+        return []
+    held, busy = window.total("held_seen"), window.total("busy_seen")
+    if held < MIN_HELD_SEEN or busy * HELD_PER_QUERY > held:
+        return []
+    reason = (
+        f"borrowed connections were running a query in {busy} of {held} looks over "
+        f"{WINDOW_TEXT} ({busy / held:.0%}): they are held across other work"
+    )
+    advice = (
+        'set OPTIONS["pool"]["release"] = "transaction" to give connections back between '
+        "transactions (see the README for what it does not carry between queries)"
+    )
+    return [(WARNING if window.slow() else OK, reason, advice)]

@@ -40,6 +40,7 @@ from .options import PoolConfig
 from .stats import PoolStats
 
 _IDLE = TxStatus.IDLE
+_ACTIVE = TxStatus.ACTIVE
 _UNKNOWN = TxStatus.UNKNOWN
 
 # Counter names the fast path uses, as module globals: one look-up instead of two.
@@ -65,6 +66,7 @@ _CONFIG_KEYS = (
     "max_idle",
     "check",
     "reset",
+    "release",
     "leak_timeout",
 )
 
@@ -339,6 +341,16 @@ class ConnectionPool:
             record = self._borrowed.get(id(conn))
             if record is not None:
                 record.shared = shared
+
+    def in_transaction(self, conn: Any) -> bool:
+        """Return True unless ``conn`` is idle outside a transaction (no round trip)."""
+        return self._driver.status(conn) != _IDLE
+
+    def note_request(self, borrows: int) -> None:
+        """Count a Django request that ended having borrowed ``borrows`` times."""
+        with self._lock:
+            self._counts[PoolStats.DJANGO_REQUESTS] += 1
+            self._counts[PoolStats.REQUEST_BORROWS] += borrows
 
     def describe_lent(self, conn: Any) -> dict[str, float] | None:
         """Return the times (monotonic seconds) of a lent ``conn``, or None if not lent.
@@ -1015,9 +1027,23 @@ class ConnectionPool:
 
     def _sample(self, now: float) -> None:
         """Close the history slots ended by ``now`` (under the lock, past _next_sample)."""
+        self._see_busy()
         self._next_sample = self._stats.sample(
             now, self.in_use(), len(self._idle), len(self._waiting)
         )
+
+    def _see_busy(self) -> None:
+        """Count the borrowed connections, and those running a query right now (libpq's status).
+
+        Sampled once a slot, these tell how much of the time connections are held they work:
+        a low share means borrowers hold connections while doing something else.
+        """
+        held = busy = 0
+        for record in self._borrowed.values():
+            held += 1
+            busy += self._driver.status(record.conn) == _ACTIVE
+        self._counts[PoolStats.HELD_SEEN] += held
+        self._counts[PoolStats.BUSY_SEEN] += busy
 
     # Events (dispatched to the events thread)
 

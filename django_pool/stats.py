@@ -149,6 +149,10 @@ POINT_KEYS = (
     "returns_bad",  # connections returned broken, or that failed their reset
     "reclaimed",  # connections of threads that exited without returning them
     "leaked",  # borrows held past leak_timeout
+    "django_requests",  # Django requests that borrowed (counted at the request's end)
+    "request_borrows",  # borrows those requests made: one each, unless release="transaction"
+    "held_seen",  # borrowed connections seen when the slot closed ...
+    "busy_seen",  # ... and of those, how many were running a query: held time vs query time
 )
 
 # The points' counts of events, each the difference of a cumulative total over the slot.
@@ -272,6 +276,10 @@ class PoolStats:
     CONNECTIONS_LEAKED = "connections_leaked"
     RETURNS_BAD = "returns_bad"
     SESSIONS_RESTORED = "sessions_restored"
+    DJANGO_REQUESTS = "django_requests"
+    REQUEST_BORROWS = "request_borrows"
+    HELD_SEEN = "held_seen"
+    BUSY_SEEN = "busy_seen"
     COUNTERS = (
         REQUESTS_NUM,
         REQUESTS_QUEUED,
@@ -287,6 +295,10 @@ class PoolStats:
         CONNECTIONS_LEAKED,
         RETURNS_BAD,
         SESSIONS_RESTORED,
+        DJANGO_REQUESTS,
+        REQUEST_BORROWS,
+        HELD_SEEN,
+        BUSY_SEEN,
     )
 
     __slots__ = ("counts", "waits", "holds", "connects", "history", "peak_in_use", "peak_waiting")
@@ -332,6 +344,10 @@ class PoolStats:
             "returns_bad": counts[self.RETURNS_BAD],
             "reclaimed": counts[self.CONNECTIONS_RECLAIMED],
             "leaked": counts[self.CONNECTIONS_LEAKED],
+            "django_requests": counts[self.DJANGO_REQUESTS],
+            "request_borrows": counts[self.REQUEST_BORROWS],
+            "held_seen": counts[self.HELD_SEEN],
+            "busy_seen": counts[self.BUSY_SEEN],
             "returns": self.holds.count,
             "hold_ms": self.holds.sum_ms,
         }

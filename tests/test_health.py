@@ -303,3 +303,47 @@ def test_worst_combines_verdicts_or_statuses():
 
 def test_thresholds_are_module_constants():
     assert (health.WINDOW_POINTS, health.SLOW_WAIT_P95_MS, health.HEADROOM) == (30, 50.0, 1.25)
+
+
+# Connections held across other work: release="transaction"
+
+
+def held_idle(held=4, busy=0, **values):
+    """Return 30 points in which ``busy`` of ``held`` borrowed connections ran a query."""
+    return [point(held_seen=held, busy_seen=busy, **values) for _ in range(30)]
+
+
+def test_connections_held_far_longer_than_queries_suggest_release_per_transaction():
+    result = verdict(snapshot(held_idle(held=4, busy=0) + held_idle(held=4, busy=1)[:10]))
+    assert result["status"] == "ok"
+    assert result["reasons"][0].startswith("p95 wait")  # the summary still comes first
+    assert result["reasons"][1] == (
+        "borrowed connections were running a query in 10 of 120 looks over the last 5 min "
+        "(8%): they are held across other work"
+    )
+    (advice,) = result["recommendations"]
+    assert advice.startswith('set OPTIONS["pool"]["release"] = "transaction"')
+
+
+def test_held_connections_that_borrowers_wait_for_make_it_a_warning():
+    points = held_idle(held=10, busy=1, in_use=10, wait_p95_ms=120.0)
+    result = verdict(snapshot(points))
+    assert result["status"] == "warning"
+    assert any('"release"] = "transaction"' in advice for advice in result["recommendations"])
+
+
+@pytest.mark.parametrize(
+    ("held", "busy", "config", "suggested"),
+    [
+        (40, 10, {}, True),  # held 4x as long as queried: the threshold
+        (40, 11, {}, False),
+        (19, 0, {}, False),  # too few looks to judge
+        (40, 0, {"release": "transaction"}, False),  # already
+    ],
+)
+def test_when_release_per_transaction_is_suggested(held, busy, config, suggested):
+    points = [point() for _ in range(29)] + [point(held_seen=held, busy_seen=busy)]
+    data = snapshot(points)
+    data["config"].update(config)
+    recommendations = verdict(data)["recommendations"]
+    assert any("release" in advice for advice in recommendations) is suggested

@@ -1257,6 +1257,7 @@ def test_snapshot_has_every_section_json_ready(make_pool):
         "max_idle": 600.0,
         "check": 1.0,
         "reset": "rollback",
+        "release": "request",
         "leak_timeout": 30,
     }
     stats = pool.stats()
@@ -1369,6 +1370,18 @@ def test_history_has_a_point_per_10_s_with_peaks_and_rates(make_pool, clock):
     assert point["borrows_per_s"] == 1.0  # 10 borrows in 10 s
     assert (point["wait_p95_ms"], point["hold_ms"]) == (0.0, 0.0)
     assert point["timeouts"] == point["errors"] == point["lost"] == 0
+
+
+def test_history_counts_borrowed_connections_and_those_running_a_query(make_pool, clock):
+    pool = make_pool(max_size=3, check="never")
+    working, waiting = pool.getconn(), pool.getconn()
+    working.status = TxStatus.ACTIVE  # libpq's status while a query runs
+    clock.advance(10)
+    (point,) = pool.snapshot()["history"]["points"]
+    assert (point["held_seen"], point["busy_seen"]) == (2, 1)
+    working.status = TxStatus.IDLE
+    pool.putconn(working)
+    pool.putconn(waiting)
 
 
 def test_history_counts_waiters_and_timeouts_in_their_slot(make_pool, clock):

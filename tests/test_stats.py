@@ -168,6 +168,7 @@ def test_a_point_holds_the_slot_s_peaks_rates_and_counts(clock):
     clock.advance(7)
     counts = {"requests": 120, "timeouts": 2, "too_many": 1, "errors": 4, "lost": 1}
     counts.update(returns_bad=2, reclaimed=1, leaked=3, returns=100, hold_ms=2500.0)
+    counts.update(django_requests=40, request_borrows=90, held_seen=6, busy_seen=2)
     ring.sample(clock.now, activity(3, 1, 0, peak=8, peak_waiting=5, waits=waits, **counts))
     (point,) = ring.points()
     assert list(point) == list(POINT_KEYS)
@@ -186,6 +187,10 @@ def test_a_point_holds_the_slot_s_peaks_rates_and_counts(clock):
         "returns_bad": 2,
         "reclaimed": 1,
         "leaked": 3,
+        "django_requests": 40,
+        "request_borrows": 90,
+        "held_seen": 6,
+        "busy_seen": 2,
     }
     assert json.loads(json.dumps(point)) == point
 
