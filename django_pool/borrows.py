@@ -62,13 +62,14 @@ def paused() -> Iterator[None]:
 
 
 def pool_states() -> dict[str, dict[str, int]]:
-    """Return in use, open, max and waiting for each of this process's pools (no I/O)."""
+    """Return in use, open, max, waiting and release mode of this process's pools (no I/O)."""
     return {
         alias: {
             "in_use": pool.in_use(),
             "size": pool.size(),
             "max_size": pool.config.max_size,
             "waiting": pool.waiting(),
+            "release": pool.config.release,
         }
         for alias, pool in registry.pools().items()
     }
@@ -250,19 +251,22 @@ def report(
         by_alias.setdefault(borrow.alias, []).append(borrow.as_dict(now))
     aliases = []
     for alias, items in by_alias.items():
+        state = after.get(alias)
+        release = state["release"] if state else "request"
         warnings = []
         for number, item in enumerate(items, 1):
-            warnings += _borrow_warnings(number, item, slow_wait_ms, hold_outside_ms)
-        if len(items) >= many_borrows:
+            warnings += _borrow_warnings(number, item, slow_wait_ms, hold_outside_ms, release)
+        # With release="transaction" a borrow per transaction is the point, not a mistake.
+        if len(items) >= many_borrows and release == "request":
             warnings.append(
                 f"{len(items)} borrows in one request: each one goes through the pool and "
                 "resets the connection. Is connection.close() called inside a loop?"
             )
-        state = after.get(alias)
         warnings += _exhaustion_warnings(items, state, near_exhaustion)
         aliases.append(
             {
                 "alias": alias,
+                "release": release,
                 "borrows": items,
                 "totals": _totals(items),
                 "before": recorder.before.get(alias),
@@ -286,7 +290,7 @@ def report(
 
 
 def _borrow_warnings(
-    number: int, item: dict[str, Any], slow_wait_ms: float, hold_outside_ms: float
+    number: int, item: dict[str, Any], slow_wait_ms: float, hold_outside_ms: float, release: str
 ) -> list[str]:
     warnings = []
     where = item["where"]
@@ -306,10 +310,16 @@ def _borrow_warnings(
     if held is not None:
         outside = round(held - item["query_ms"], 1)
         if outside >= hold_outside_ms and held >= 2 * item["query_ms"]:
+            fix = (
+                ' With OPTIONS["pool"]["release"] = "transaction" the connection would go back '
+                "after each query outside a transaction."
+                if release == "request"
+                else " Is it held by an atomic block, hold() or an open cursor?"
+            )
             warnings.append(
                 f"Borrow {number}: held {held:g} ms, queries {item['query_ms']:g} ms: "
                 f"{outside:g} ms outside the database — a slow call while holding the "
-                f"connection?{at}"
+                f"connection?{fix}{at}"
             )
     if item["rollback"]:
         warnings.append(

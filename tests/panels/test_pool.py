@@ -160,9 +160,23 @@ def test_a_connection_held_through_a_slow_call_is_flagged_with_its_line():
     (warning,) = alias_stats(response)["warnings"]
     assert f"held {borrow['held_ms']:g} ms, queries {borrow['query_ms']:g} ms" in warning
     assert "outside the database" in warning
+    assert 'With OPTIONS["pool"]["release"] = "transaction" the connection' in warning
     assert f"tests/panels/views.py:{borrow['where']['line']} (hold)" in warning
     subtitle = response.toolbar.get_panel_by_id("PoolPanel").nav_subtitle
     assert "<span style=" in subtitle and "1 warning" in subtitle
+
+
+def test_release_per_transaction_shows_each_borrow_and_no_slow_call(per_transaction):
+    response = get("/panel/hold/?ms=150")
+    entry = alias_stats(response)
+    (borrow,) = entry["borrows"]
+    assert entry["release"] == "transaction"
+    assert borrow["held_ms"] < 150 and borrow["returned"]
+    assert entry["warnings"] == []
+    response = get("/panel/borrows/10/")
+    entry = alias_stats(response)
+    assert len(entry["borrows"]) == 10 and entry["warnings"] == []
+    assert "release: transaction" in stored_content(response)
 
 
 def test_a_wait_on_an_exhausted_pool_is_flagged():
