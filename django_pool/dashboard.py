@@ -61,6 +61,9 @@ COUNTERS = (
     ("reclaimed", "reclaimed", "connections_reclaimed"),
     ("leaked", "leaked", "connections_leaked"),
     ("sessions_restored", "sessions restored", "sessions_restored"),
+    # Django requests that borrowed, and their borrows: one each unless release="transaction".
+    ("django_requests", "requests", "django_requests"),
+    ("request_borrows", "request borrows", "request_borrows"),
 )
 
 # The latency histograms a card shows, and their percentiles.

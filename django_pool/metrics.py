@@ -30,6 +30,8 @@ _COUNTERS = (
     ("django_pool_connections_opened", "Server connections opened.", "connections_num"),
     ("django_pool_connections_lost", "Connections found dead when checked.", "connections_lost"),
     ("django_pool_connection_errors", "Failed connection attempts.", "connections_errors"),
+    ("django_pool_django_requests", "Django requests that borrowed.", "django_requests"),
+    ("django_pool_request_borrows", "Borrows made by those requests.", "request_borrows"),
 )
 
 Processes = Callable[[], Sequence[dict[str, Any]]]

@@ -34,8 +34,9 @@ class LentConnection:
     def __init__(self, conn: Any, alias: str) -> None:
         object.__setattr__(self, "_conn", conn)
         object.__setattr__(self, "_alias", alias)
-        # Driver cursors opened on the connection; a cursor collected unclosed drops out.
-        object.__setattr__(self, "cursors", weakref.WeakSet())
+        # Weak references to the driver cursors opened on it: one collected unclosed is free.
+        # (A set of refs, not a WeakSet: that costs twice as much to make on every borrow.)
+        object.__setattr__(self, "cursors", set())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._live(), name)
@@ -51,12 +52,24 @@ class LentConnection:
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
         """Open a cursor on the connection, noted so the connection stays lent while it is open."""
         cursor = self._live().cursor(*args, **kwargs)
-        self.cursors.add(cursor)
+        self.cursors.add(weakref.ref(cursor))
         return cursor
+
+    def note_cursor(self, cursor: Any) -> None:
+        """Note a cursor made on the connection without cursor() (psycopg 3's server-side ones)."""
+        self.cursors.add(weakref.ref(cursor))
+
+    def forget_cursor(self, cursor: Any) -> None:
+        """Forget a closed cursor, so that the usual check looks at an empty set."""
+        self.cursors.discard(weakref.ref(cursor))
 
     def has_open_cursor(self) -> bool:
         """Return True if a cursor opened on the connection is still open."""
-        return bool(self.cursors) and any(not cursor.closed for cursor in self.cursors)
+        for ref in self.cursors:
+            cursor = ref()
+            if cursor is not None and not cursor.closed:
+                return True
+        return False
 
     def let_go(self) -> Any:
         """Return the driver connection and forget it: any later use raises ConnectionReleased."""
@@ -85,6 +98,9 @@ def _release_on_close(base: type) -> type:
             try:
                 self.cursor.close()
             finally:
+                lent = self.db.connection
+                if lent.__class__ is LentConnection:
+                    lent.forget_cursor(self.cursor)
                 self.db.release_if_free()
 
     ReleasingCursor.__name__ = ReleasingCursor.__qualname__ = f"Releasing{base.__name__}"

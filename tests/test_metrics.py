@@ -94,12 +94,15 @@ def test_series_match_the_pools_stats(settings, pooled):
     settings.DJANGO_POOL = ON
     wrapper = pooled(min_size=0, max_size=2)
     borrow(wrapper, 3)
+    wrapper.close_if_unusable_or_obsolete()  # a request's end: its 3 borrows are counted
     families = scrape()
     snapshot = wrapper.pool.snapshot()
     stats = snapshot["stats"]
     ours = {"alias": wrapper.alias, "pid": str(os.getpid()), "host": socket.gethostname()}
 
     assert value(families, "django_pool_requests", **ours) == 3
+    assert value(families, "django_pool_django_requests", **ours) == 1
+    assert value(families, "django_pool_request_borrows", **ours) == 3
     assert stats["requests_num"] == 3
     assert value(families, "django_pool_connections", state="in_use", **ours) == 0
     assert value(families, "django_pool_connections", state="idle", **ours) == 1
@@ -232,7 +235,7 @@ def fake_snapshot(*, buckets: list, total: float, count: int | None = None) -> d
     keys = (
         "pool_min pool_max pool_in_use pool_available requests_waiting server_down_ms "
         "requests_num requests_errors requests_timeouts requests_too_many connections_num "
-        "connections_lost connections_errors"
+        "connections_lost connections_errors django_requests request_borrows"
     )
     stats = {**dict.fromkeys(keys.split(), 0), "last_connect_error": None}
     return {"stats": stats, "wait_ms": histogram, "hold_ms": histogram, "connect_ms": histogram}

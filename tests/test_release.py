@@ -7,13 +7,14 @@ run this file too). The default alias is switched to ``release="transaction"`` w
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 
 import pytest
 from django.db import close_old_connections, connections, transaction
 from django.db.utils import IntegrityError
-from django.test import Client
+from django.test import AsyncClient, Client
 
 import django_pool
 from demo_project.shop.models import Order, OrderLine, Product
@@ -323,3 +324,18 @@ def test_threads_sharing_two_connections_see_only_their_own_session(per_transact
     stats = per_transaction.pool.stats()
     assert stats["pool_size"] <= 2
     assert stats["pool_in_use"] == 0
+
+
+def test_an_async_view_awaiting_between_queries_holds_nothing_meanwhile(per_transaction):
+    pool = per_transaction.pool
+
+    async def request_and_look() -> tuple[dict, int]:
+        response = asyncio.ensure_future(AsyncClient().get("/async/await/?seconds=0.3"))
+        await asyncio.sleep(0.15)  # the view awaits its slow call
+        in_use = pool.in_use()
+        return (await response).json(), in_use
+
+    body, in_use_while_awaiting = asyncio.run(request_and_look())
+    assert body == {"before": 0, "after": 0}
+    assert in_use_while_awaiting == 0
+    assert pool.stats()["requests_num"] == 2

@@ -257,9 +257,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             lent.__class__ is LentConnection
             and not self.in_atomic_block
             and not self._holds
-            and not self.allow_thread_sharing
             and not lent.has_open_cursor()
             and not self._borrowed_from.in_transaction(lent._conn)
+            and not self.allow_thread_sharing  # last: it takes a lock
         ):
             if not lent.autocommit:
                 # Manual transaction management between transactions: pool connections are
@@ -300,7 +300,8 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self.connection = self.get_new_connection({})
         self._released = False
         self.health_check_done = True  # the pool checks a connection before lending it
-        self._set_autocommit(self.autocommit)
+        if self.connection.autocommit != self.autocommit:  # psycopg 3 sets it in a generator
+            self._set_autocommit(self.autocommit)
         # Per-connection set-up (a receiver's SET) runs on every connection the wrapper uses.
         connection_created.send(sender=self.__class__, connection=self)
 
@@ -340,8 +341,8 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def create_cursor(self, name=None):
         """Create a driver cursor; a lent connection stays lent while it is open."""
         cursor = super().create_cursor(name)
-        if self.connection.__class__ is LentConnection:
-            self.connection.cursors.add(cursor)  # a named cursor is not made by cursor()
+        if name and self.connection.__class__ is LentConnection:
+            self.connection.note_cursor(cursor)  # psycopg 3 makes named ones without cursor()
         return cursor
 
     def make_cursor(self, cursor):
