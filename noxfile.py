@@ -77,8 +77,14 @@ NO_DRIVER = (
 )
 
 # On 6.1, psycopg2 runs where the driver makes a difference with Django's own code: the
-# driver adapters, the ENGINE and the panel's hooks (the rest runs under psycopg2 on 5.2).
-PSYCOPG2_CORE = ("tests/test_drivers.py", "tests/test_backend.py", "tests/panels/test_pool.py")
+# driver adapters, the ENGINE, release at transaction end and the panel's hooks (the rest runs
+# under psycopg2 on 5.2).
+PSYCOPG2_CORE = (
+    "tests/test_drivers.py",
+    "tests/test_backend.py",
+    "tests/test_release.py",
+    "tests/panels/test_pool.py",
+)
 
 
 def run_pytest(session: nox.Session, python: str, *args: str) -> None:
