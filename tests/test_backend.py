@@ -278,27 +278,32 @@ def test_atomic_requests(monkeypatch):
     assert Item.objects.filter(name="from-view").count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
-def test_select_for_update_holds_the_row_lock_on_the_pooled_connection():
-    item = Item.objects.create(name="locked")
+def lock_in_another_thread(pk: int) -> str:
+    """Try to lock the item in a thread of its own, without waiting: "locked" or "busy"."""
     outcome = []
 
     def try_lock():
         try:
             with transaction.atomic():
-                Item.objects.select_for_update(nowait=True).get(pk=item.pk)
+                Item.objects.select_for_update(nowait=True).get(pk=pk)
             outcome.append("locked")
         except DatabaseError:
             outcome.append("busy")
         finally:
             connections["default"].close()
 
+    thread = threading.Thread(target=try_lock)
+    thread.start()
+    thread.join()
+    return outcome[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_select_for_update_holds_the_row_lock_on_the_pooled_connection():
+    item = Item.objects.create(name="locked")
     with transaction.atomic():
         Item.objects.select_for_update().get(pk=item.pk)
-        thread = threading.Thread(target=try_lock)
-        thread.start()
-        thread.join()
-    assert outcome == ["busy"]
+        assert lock_in_another_thread(item.pk) == "busy"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -19,6 +19,7 @@ from django.test import AsyncClient, Client
 import django_pool
 from demo_project.shop.models import Order, OrderLine, Product
 from django_pool.release import ConnectionReleased, LentConnection
+from tests.test_backend import lock_in_another_thread
 from tests.testapp.models import Item
 
 
@@ -85,27 +86,11 @@ def test_atomic_holds_one_connection_and_one_transaction(per_transaction):
 
 def test_select_for_update_keeps_the_row_lock_until_the_block_ends(per_transaction):
     item = Item.objects.create(name="locked")
-    outcome = []
-
-    def try_lock():
-        try:
-            with transaction.atomic():
-                Item.objects.select_for_update(nowait=True).get(pk=item.pk)
-            outcome.append("locked")
-        except Exception as error:  # noqa: BLE001 - the test reports which one
-            outcome.append(type(error).__name__)
-        finally:
-            connections["default"].close()
-
     with transaction.atomic():
         Item.objects.select_for_update().get(pk=item.pk)
-        thread = threading.Thread(target=try_lock)
-        thread.start()
-        thread.join()
-    thread = threading.Thread(target=try_lock)
-    thread.start()
-    thread.join()
-    assert outcome == ["OperationalError", "locked"]
+        Item.objects.count()  # another query: the lock stays, on the same connection
+        assert lock_in_another_thread(item.pk) == "busy"
+    assert lock_in_another_thread(item.pk) == "locked"
 
 
 def test_on_commit_hooks_run_after_the_release_and_may_query(per_transaction):
