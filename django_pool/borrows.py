@@ -326,6 +326,13 @@ def _borrow_warnings(
             f"Borrow {number} was given back with a transaction open: the pool rolled it back, "
             f"so its uncommitted changes are lost.{at}"
         )
+    if item["restore"] and release == "transaction":
+        warnings.append(
+            f"Borrow {number} changed session settings, which the pool set back when it took "
+            'the connection back: with release="transaction" they do not carry to the next '
+            "query. Use SET LOCAL inside transaction.atomic(), or django_pool.hold()."
+            f"{at}"
+        )
     if not item["returned"] and not item["request_thread"]:
         warnings.append(
             f"Borrow {number} (thread {item['thread']}) was still borrowed when the response "

@@ -177,6 +177,9 @@ def test_release_per_transaction_shows_each_borrow_and_no_slow_call(per_transact
     entry = alias_stats(response)
     assert len(entry["borrows"]) == 10 and entry["warnings"] == []
     assert "release: transaction" in stored_content(response)
+    response = get("/panel/set-time-zone/")
+    (warning,) = alias_stats(response)["warnings"]
+    assert 'with release="transaction" they do not carry to the next query' in warning
 
 
 def test_a_wait_on_an_exhausted_pool_is_flagged():
