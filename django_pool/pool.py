@@ -343,8 +343,11 @@ class ConnectionPool:
                 record.shared = shared
 
     def in_transaction(self, conn: Any) -> bool:
-        """Return True unless ``conn`` is idle outside a transaction (no round trip)."""
-        return self._driver.status(conn) != _IDLE
+        """Return True if ``conn`` has a transaction open, or a query running (no round trip).
+
+        False for a broken connection: giving it back is how it gets replaced.
+        """
+        return self._driver.status(conn) not in (_IDLE, _UNKNOWN)
 
     def note_request(self, borrows: int) -> None:
         """Count a Django request that ended having borrowed ``borrows`` times."""

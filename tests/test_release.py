@@ -13,7 +13,7 @@ import threading
 
 import pytest
 from django.db import close_old_connections, connections, transaction
-from django.db.utils import IntegrityError
+from django.db.utils import IntegrityError, OperationalError
 from django.test import AsyncClient, Client
 
 import django_pool
@@ -161,6 +161,16 @@ def test_a_cursor_kept_open_keeps_the_connection_and_a_dropped_one_frees_it(per_
     assert lent(wrapper)  # nothing asked since
     Item.objects.count()
     assert not lent(wrapper)
+
+
+def test_a_connection_broken_between_queries_is_replaced_at_the_next_one(per_transaction):
+    wrapper = per_transaction
+    lost = wrapper.pool.stats()["returns_bad"]
+    with pytest.raises(OperationalError), wrapper.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    assert not lent(wrapper)  # given back broken: the pool closed it
+    assert wrapper.pool.stats()["returns_bad"] == lost + 1
+    assert Item.objects.count() == 0  # the same request goes on, on another connection
 
 
 def test_the_raw_connection_kept_across_a_release_raises(per_transaction):
