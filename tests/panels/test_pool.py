@@ -15,7 +15,7 @@ import time
 
 import html5lib
 import pytest
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from debug_toolbar.toolbar import DebugToolbar
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -78,6 +78,9 @@ async def aget(path: str, client: AsyncClient | None = None):
     # test client's handler does not).
     async with ThreadSensitiveContext():
         response = await (client or AsyncClient()).get(path)
+        # Django's ASGIHandler gives the request thread's connections back when the request
+        # finishes; its test client does not: close them in that thread, as get() does.
+        await sync_to_async(connections.close_all)()
     response.toolbar = _toolbar.get()
     return response
 
