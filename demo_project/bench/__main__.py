@@ -68,8 +68,8 @@ def run_release_section() -> dict:
     from demo_project.bench import release
 
     result = release.run_release(
-        rounds=int(number("BENCH_RELEASE_ROUNDS", 3, 1)),
-        seconds=number("BENCH_RELEASE_SECONDS", 8, 3),
+        rounds=int(number("BENCH_RELEASE_ROUNDS", 5, 1)),
+        seconds=number("BENCH_RELEASE_SECONDS", 6, 3),
     )
     release.print_release(result)
     return result

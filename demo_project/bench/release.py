@@ -38,7 +38,7 @@ WRK_TIMEOUT = 10.0
 VIEWS = {"one_query": "db", "external_call": "external_call"}  # view -> the site's path
 
 
-def run_release(rounds: int = 3, seconds: float = 8.0, clients: int = CLIENTS) -> dict:
+def run_release(rounds: int = 5, seconds: float = 6.0, clients: int = CLIENTS) -> dict:
     """Run every view and configuration ``rounds`` times, interleaved; return runs and medians."""
     fields = http.server_fields()
     views = {view: {config: {"runs": []} for config in RELEASE_CONFIGS} for view in VIEWS}
@@ -95,8 +95,8 @@ def print_release(result: dict) -> None:
 
 def main() -> None:
     """Run the release comparison, sized by environment variables, and print it."""
-    rounds = int(os.environ.get("BENCH_RELEASE_ROUNDS", "3"))
-    seconds = float(os.environ.get("BENCH_RELEASE_SECONDS", "8"))
+    rounds = int(os.environ.get("BENCH_RELEASE_ROUNDS", "5"))
+    seconds = float(os.environ.get("BENCH_RELEASE_SECONDS", "6"))
     # A plain SIGTERM (a timeout, a CI cancel) unwinds the finally blocks that stop gunicorn.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     start = time.monotonic()
