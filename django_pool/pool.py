@@ -955,6 +955,10 @@ class ConnectionPool:
         """Return True once ``close()`` was called."""
         return self._closed
 
+    def serves_here(self) -> bool:
+        """Return True if the pool is open and belongs to this process (not a fork's parent's)."""
+        return not self._closed and self._pid == _pid
+
     # Status
 
     def size(self) -> int:

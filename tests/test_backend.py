@@ -334,6 +334,20 @@ def test_clone_test_db_closes_the_pool_first():
         wrapper.creation.destroy_test_db(verbosity=0, suffix="clone")
 
 
+def test_the_wrapper_keeps_its_pool_until_the_pool_is_closed(pooled):
+    wrapper = pooled(min_size=0, max_size=1)
+    first = wrapper.pool
+    assert wrapper.pool is first and first.serves_here()
+    wrapper.close_pool()
+    assert not first.serves_here()
+    second = wrapper.pool  # a new one, from the registry
+    assert second is not first and second.serves_here()
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert second.in_use() == 1
+    wrapper.close()
+
+
 def test_close_pool_is_safe_twice(pooled):
     wrapper = pooled(min_size=0, max_size=1)
     backend_pid(wrapper)

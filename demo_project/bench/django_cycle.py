@@ -8,6 +8,9 @@ so a change to the borrow path can be measured exactly:
         .venv/bin/python -m demo_project.bench.django_cycle 1000
     (the same with 6000; instructions per cycle = (total at 6000 - total at 1000) / 5000)
 
+A second argument picks the alias: ``native`` (Django's pool) or ``persistent``
+(``ensure_connection(); close_old_connections()`` on a kept connection).
+
 Run it in two checkouts (``git worktree add``) to compare revisions.
 """
 
@@ -21,7 +24,9 @@ from demo_project.devdb import database_settings
 
 def main() -> None:
     micro.configure_django(database_settings(micro.DB_NAME))
-    micro.django_loop("django_pool")(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    alias = sys.argv[2] if len(sys.argv) > 2 else "django_pool"
+    loop = micro.persistent_loop() if alias == "persistent" else micro.django_loop(alias)
+    loop(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
 
 
 if __name__ == "__main__":

@@ -284,6 +284,12 @@ def configure_django(settings: dict) -> None:
                 "OPTIONS": {"pool": pool},
             },
             "unpooled": {**base, "ENGINE": "django.db.backends.postgresql", "OPTIONS": {}},
+            "persistent": {
+                **base,
+                "ENGINE": "django.db.backends.postgresql",
+                "CONN_MAX_AGE": None,
+                "OPTIONS": {},
+            },
         },
     )
     django.setup()
@@ -303,6 +309,25 @@ def django_loop(alias: str) -> Loop:
     return loop
 
 
+def persistent_loop(every_alias: bool = True) -> Loop:
+    """Return a loop of ``ensure_connection(); close_old_connections()`` on a kept connection.
+
+    What a request costs with persistent connections: the connection stays, Django only checks
+    at the request's end whether to close it. ``close_old_connections()`` looks at every alias
+    in DATABASES (five here); with ``every_alias=False`` the loop checks its own alias only.
+    """
+    from django.db import close_old_connections, connections
+
+    def loop(n: int) -> None:
+        connection = connections["persistent"]
+        end = close_old_connections if every_alias else connection.close_if_unusable_or_obsolete
+        for _ in range(n):
+            connection.ensure_connection()
+            end()
+
+    return loop
+
+
 def bench_django(n: int, budget: float) -> list[dict]:
     """Return a row per Django configuration: µs per borrow + return through Django."""
     from django.db import connections
@@ -311,14 +336,20 @@ def bench_django(n: int, budget: float) -> list[dict]:
     for alias, label, ours in (
         ("django_pool", "django_pool ENGINE", True),
         ("native", "Django native pool (psycopg_pool)", False),
+        ("persistent", "persistent connection, close_old_connections()", False),
+        ("persistent_own", "persistent connection, its own alias checked", False),
     ):
-        loop = django_loop(alias)
+        if alias.startswith("persistent"):
+            loop = persistent_loop(every_alias=alias == "persistent")
+        else:
+            loop = django_loop(alias)
         loop(1000)
         count = sized(loop, n, budget)
         one = per_op_us(loop, count)
         many = per_op_us(loop, max(50, count // THREADS), THREADS)
-        rows.append({"name": label, "ours": ours, "one_us": one, "many_us": many})
-        connections[alias].close_pool()
+        rows.append({"name": label, "alias": alias, "ours": ours, "one_us": one, "many_us": many})
+        connections[alias.removesuffix("_own")].close()
+        connections[alias.removesuffix("_own")].close_pool()
     unpooled = django_loop("unpooled")
     rows.append(
         {

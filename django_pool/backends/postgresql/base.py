@@ -117,6 +117,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self._released = False
         self._holds = 0  # open hold() blocks
         self._request_borrows = 0  # borrows since the last request boundary, for the stats
+        self._pool: ConnectionPool | None = None  # the pool last resolved, while it serves
 
     @property
     def pool_options(self):
@@ -126,9 +127,15 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     @property
     def pool(self) -> ConnectionPool | None:
         """Return this process's pool for the alias (None when pooling is off)."""
+        # Read several times per borrow (Django's own code asks too): kept while it serves,
+        # resolved again once it is closed (close_pool(), tests) or in a forked child.
+        pool = self._pool
+        if pool is not None and pool.serves_here():
+            return pool
         if self.pool_options is False or self.alias == NO_DB_ALIAS:
             return None
-        return registry.get_pool(self.alias, self._create_pool)
+        pool = self._pool = registry.get_pool(self.alias, self._create_pool)
+        return pool
 
     def _create_pool(self) -> ConnectionPool:
         if self.settings_dict["CONN_MAX_AGE"] != 0:
@@ -300,10 +307,15 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self.connection = self.get_new_connection({})
         self._released = False
         self.health_check_done = True  # the pool checks a connection before lending it
-        if self.connection.autocommit != self.autocommit:  # psycopg 3 sets it in a generator
-            self._set_autocommit(self.autocommit)
+        self._set_autocommit(self.autocommit)
         # Per-connection set-up (a receiver's SET) runs on every connection the wrapper uses.
         connection_created.send(sender=self.__class__, connection=self)
+
+    def _set_autocommit(self, autocommit: bool) -> None:
+        # Pooled connections are lent in autocommit mode, which Django sets again on every
+        # borrow: psycopg 3 runs even a no-op change through a generator and its wait loop.
+        if self.connection.autocommit != autocommit:
+            super()._set_autocommit(autocommit)
 
     def get_autocommit(self) -> bool:
         """Return the autocommit mode, without borrowing just to read it after a release."""
