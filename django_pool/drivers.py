@@ -170,8 +170,7 @@ class Psycopg3Driver(PsycopgDriver):
     _SETTINGS = tuple(name.encode() for name in REPORTED_SETTINGS)
 
     def status(self, conn: Any) -> int:
-        if conn.closed:
-            return TxStatus.UNKNOWN
+        # libpq says UNKNOWN for a closed or broken connection: no need to ask conn.closed.
         return conn.pgconn.transaction_status
 
     def session_state(self, conn: Any) -> tuple:
