@@ -70,6 +70,12 @@ _CONFIG_KEYS = (
     "leak_timeout",
 )
 
+# Fairness bends this much: a returned connection goes to the idle stack, for its borrower to
+# take straight back, until the oldest waiter has waited this long. Waiters look at the idle
+# stack themselves at this pace, so a connection left there never keeps them waiting longer.
+_KEEP_FOR_S = 0.001
+_LOOK_EVERY_S = 0.001
+
 # os.getpid() is a system call; the fast path compares with this copy, kept current in
 # forked children by register_at_fork.
 _pid = os.getpid()
@@ -138,9 +144,10 @@ class _ConnectionRecord:
 class _Waiter:
     """A borrower queued for the next connection returned or created."""
 
-    __slots__ = ("_ready", "record", "error")
+    __slots__ = ("_ready", "record", "error", "since")
 
-    def __init__(self) -> None:
+    def __init__(self, since: float) -> None:
+        self.since = since  # monotonic time it queued
         # A lock used as a one-shot event: cheaper than threading.Event, which has a
         # Condition and a lock of its own.
         self._ready = threading.Lock()
@@ -148,9 +155,9 @@ class _Waiter:
         self.record: _ConnectionRecord | None = None
         self.error: BaseException | None = None
 
-    def wait(self, timeout: float) -> None:
-        """Block until served or failed, or until ``timeout`` seconds have passed."""
-        self._ready.acquire(timeout=max(timeout, 0.0))
+    def wait(self, timeout: float) -> bool:
+        """Block until served or failed (True), or until ``timeout`` seconds have passed."""
+        return self._ready.acquire(timeout=max(timeout, 0.0))
 
     def set(self, record: _ConnectionRecord) -> None:
         """Hand the waiter a connection (under the pool lock)."""
@@ -476,7 +483,7 @@ class ConnectionPool:
                     raise self._unavailable_error(now)
             refusal = self._refuse_if_queue_full()
             if refusal is None:
-                waiter = self._enqueue_waiter()
+                waiter = self._enqueue_waiter(now)
                 orphans = self._pop_orphans()
         if refusal is not None:
             self._report_exhausted(*refusal)
@@ -502,9 +509,9 @@ class ConnectionPool:
         )
         return error, self._exhaustion("too_many")
 
-    def _enqueue_waiter(self) -> _Waiter:
+    def _enqueue_waiter(self, now: float) -> _Waiter:
         """Queue a new waiter and have connections opened for it if needed (under the lock)."""
-        waiter = _Waiter()
+        waiter = _Waiter(now)
         self._waiting.append(waiter)
         self._counts[PoolStats.REQUESTS_QUEUED] += 1
         if len(self._waiting) > self._stats.peak_waiting:
@@ -516,7 +523,7 @@ class ConnectionPool:
         self, waiter: _Waiter, since: float, deadline: float, timeout: float
     ) -> _ConnectionRecord:
         """Wait for a hand-off; raise the waiter's error, or PoolTimeout at the deadline."""
-        waiter.wait(deadline - since)
+        self._wait_for_hand_off(waiter, deadline)
         now = monotonic()
         exhausted = None
         with self._lock:
@@ -536,6 +543,29 @@ class ConnectionPool:
         if waiter.error is not None:
             raise waiter.error
         return waiter.record
+
+    def _wait_for_hand_off(self, waiter: _Waiter, deadline: float) -> None:
+        """Wait until served, failed or the deadline; look at the idle stack every so often.
+
+        A returned connection may go to the idle stack while waiters queue (see
+        _return_to_waiter_or_idle): if its borrower does not come back for it, a waiter takes it.
+        """
+        # Counted down by the waits themselves, not read from the clock again: a wait blocks
+        # for the time it is given, and the caller reads the clock for the deadline anyway.
+        left = deadline - monotonic()
+        while left > 0:
+            look = min(left, _LOOK_EVERY_S)
+            if waiter.wait(look):
+                return
+            left -= look
+            with self._lock:
+                if waiter.record is not None or waiter.error is not None:
+                    return
+                if self._idle:
+                    self._waiting.remove(waiter)
+                    waiter.record = self._idle.pop()
+                    self._note_in_use()
+                    return
 
     def _exhaustion(self, error: str) -> dict[str, Any]:
         """Describe the pool for a borrower refused with ``error`` (under the lock)."""
@@ -636,14 +666,22 @@ class ConnectionPool:
                 return
         self._discard(record)
 
-    def _return_to_waiter_or_idle(self, record: _ConnectionRecord, now: float) -> None:
-        """Hand a connection to the oldest waiter, else push it on the idle stack (under lock)."""
+    def _return_to_waiter_or_idle(
+        self, record: _ConnectionRecord, now: float, returned: bool = True
+    ) -> None:
+        """Hand a connection to the oldest waiter, else push it on the idle stack (under lock).
+
+        A connection its borrower ``returned`` stays on the stack while the oldest waiter has
+        waited less than _KEEP_FOR_S: a thread that borrows in a loop takes it straight back,
+        with no thread switch. Past that, the oldest waiter gets it, so nobody starves.
+        """
         record.returned_at = now
         # Forgotten, not kept until the next borrow: they would pin an exited thread.
         record.borrower = record.stack = None
         record.shared = False
-        if self._waiting:
-            self._waiting.popleft().set(record)
+        waiting = self._waiting
+        if waiting and not (returned and now - waiting[0].since < _KEEP_FOR_S):
+            waiting.popleft().set(record)
             return
         self._idle.append(record)
         # Cheap look at the bottom of the stack; the worker does the closing.
@@ -756,7 +794,7 @@ class ConnectionPool:
                 # Queued before the hand-off, so that its borrower's next dispatch comes after.
                 self._emit("connection_created", {"connect_ms": connect_ms})
                 self._nconns += 1
-                self._return_to_waiter_or_idle(record, now)
+                self._return_to_waiter_or_idle(record, now, returned=False)
                 self._note_in_use()
                 self._maybe_grow()
         if down_since is not None:

@@ -331,6 +331,62 @@ def test_returned_connection_goes_to_the_oldest_waiter(make_pool):
     assert pool.stats()["requests_queued"] == queued + 3
 
 
+def test_a_returned_connection_stays_for_its_borrower_while_the_oldest_waiter_is_new(
+    make_pool, monkeypatch
+):
+    # The window made wide, so that the test does not race it.
+    monkeypatch.setattr(pool_module, "_KEEP_FOR_S", 60.0)
+    monkeypatch.setattr(pool_module, "_LOOK_EVERY_S", 60.0)
+    pool = make_pool(max_size=1)
+    conn = pool.getconn()
+    results = []
+    waiter = borrow_in_thread(pool, results, timeout=5)
+    assert wait_until(lambda: pool.waiting() == 1)
+    pool.putconn(conn)
+    assert pool.getconn() is conn  # taken straight back: no thread switch
+    assert pool.waiting() == 1
+    monkeypatch.setattr(pool_module, "_KEEP_FOR_S", 0.0)  # the waiter has waited long enough
+    pool.putconn(conn)
+    waiter.join(5)
+    assert results == [conn]
+    pool.putconn(conn)
+
+
+@pytest.mark.timing
+def test_a_waiter_takes_a_connection_its_borrower_left_on_the_stack(make_pool, monkeypatch):
+    monkeypatch.setattr(pool_module, "_KEEP_FOR_S", 60.0)  # every return goes to the stack
+    pool = make_pool(max_size=1)
+    conn = pool.getconn()
+    results = []
+    waiter = borrow_in_thread(pool, results, timeout=5)
+    assert wait_until(lambda: pool.waiting() == 1)
+    returned = time.monotonic()
+    pool.putconn(conn)  # and never borrows again
+    waiter.join(5)
+    assert results == [conn]
+    assert time.monotonic() - returned < 1.0  # waiters look every millisecond
+    pool.putconn(conn)
+
+
+@pytest.mark.timing
+def test_a_waiter_is_served_while_another_thread_borrows_in_a_loop(make_pool):
+    pool = make_pool(max_size=1)
+    stop = threading.Event()
+
+    def borrow_in_a_loop():
+        while not stop.is_set():
+            pool.putconn(pool.getconn(timeout=5))
+
+    looper = start(borrow_in_a_loop)
+    asked = time.monotonic()
+    conn = pool.getconn(timeout=5)
+    waited = time.monotonic() - asked
+    pool.putconn(conn)
+    stop.set()
+    looper.join(5)
+    assert waited < 1.0  # fairness bends for a millisecond, then the oldest waiter is served
+
+
 def test_waiter_takes_a_returned_connection_before_a_slow_new_one(make_pool, connect):
     pool = make_pool(max_size=2)
     held = pool.getconn()
