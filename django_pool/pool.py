@@ -72,9 +72,10 @@ _CONFIG_KEYS = (
 
 # Fairness bends this much: a returned connection goes to the idle stack, for its borrower to
 # take straight back, until the oldest waiter has waited this long. Waiters look at the idle
-# stack themselves at this pace, so a connection left there never keeps them waiting longer.
+# stack themselves after the first millisecond, so a connection left there reaches them.
 _KEEP_FOR_S = 0.001
-_LOOK_EVERY_S = 0.001
+_FIRST_LOOK_S = 0.001
+_LAST_LOOK_S = 0.128
 
 # os.getpid() is a system call; the fast path compares with this copy, kept current in
 # forked children by register_at_fork.
@@ -552,18 +553,23 @@ class ConnectionPool:
         """
         # Counted down by the waits themselves, not read from the clock again: a wait blocks
         # for the time it is given, and the caller reads the clock for the deadline anyway.
-        left = deadline - monotonic()
+        # Looks at 1, 2, 4, ... ms (then every 128 ms): a connection is left on the stack only
+        # in a waiter's first millisecond, and a long wait costs a few wake-ups, not thousands.
+        left, look = deadline - monotonic(), _FIRST_LOOK_S
         while left > 0:
-            look = min(left, _LOOK_EVERY_S)
+            look = min(left, look)
             if waiter.wait(look):
                 return
             left -= look
+            look = min(look * 2, _LAST_LOOK_S)
             with self._lock:
                 if waiter.record is not None or waiter.error is not None:
                     return
                 if self._idle:
                     self._waiting.remove(waiter)
                     waiter.record = self._idle.pop()
+                    while self._idle and self._waiting:  # any more left there: to the next
+                        self._waiting.popleft().set(self._idle.pop())
                     self._note_in_use()
                     return
 
