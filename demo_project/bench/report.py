@@ -226,7 +226,8 @@ def target_select1(micro: dict | None) -> tuple[str, bool | None, str]:
         text += (
             ". Missed. The pool lets a returning thread take its connection straight back only "
             "until the oldest waiter has waited 1 ms, then hands it over, which costs a thread "
-            "switch; queue.Queue never hands over (its longest wait is in the micro section)"
+            "switch; queue.Queue never hands over, and starves waiters instead (longest waits "
+            "in the micro section)"
         )
     return name, met, text
 
@@ -711,10 +712,18 @@ def section_micro(micro: dict, chart: str | None) -> list[str]:
         "",
     ]
     rows = [
-        [row["driver"], num(row["ours_us"], 1), num(row["queue_us"], 1), f"{row['ratio']:.2f}×"]
+        [
+            row["driver"],
+            num(row["ours_us"], 1),
+            num(row["queue_us"], 1),
+            f"{row['ratio']:.2f}×",
+            *(_waits(row.get(f"{side}_waits")) for side in ("ours", "queue")),
+        ]
         for row in micro["select1"]
     ]
-    lines += table(["driver", "django_pool µs", "queue.Queue µs", "ratio"], rows, "l")
+    head = ["driver", "django_pool µs", "queue.Queue µs", "ratio"]
+    head += ["django_pool wait p99 / longest ms", "queue.Queue wait p99 / longest ms"]
+    lines += table(head, rows, "l")
     django = micro["django"]
     ours = next(row for row in django if row["ours"])
     lines += [
@@ -743,6 +752,12 @@ def section_micro(micro: dict, chart: str | None) -> list[str]:
         "vs ours",
     ]
     return lines + table(head, rows, "l")
+
+
+def _waits(waits: dict | None) -> str:
+    if not waits:
+        return "–"
+    return f"{num(waits['p99_ms'], 2)} / {num(waits['max_ms'], 1)}"
 
 
 def section_spike(spike: dict, chart: str | None) -> list[str]:
