@@ -173,6 +173,19 @@ def test_a_connection_broken_between_queries_is_replaced_at_the_next_one(per_tra
     assert Item.objects.count() == 0  # the same request goes on, on another connection
 
 
+def test_a_connection_broken_in_manual_mode_is_replaced_too(per_transaction):
+    wrapper = per_transaction
+    wrapper.set_autocommit(False)
+    with pytest.raises(OperationalError), wrapper.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    assert not lent(wrapper)
+    Item.objects.create(name="after")  # another connection, still in manual mode
+    assert lent(wrapper)
+    wrapper.commit()
+    wrapper.set_autocommit(True)
+    assert list(Item.objects.values_list("name", flat=True)) == ["after"]
+
+
 def test_the_raw_connection_kept_across_a_release_raises(per_transaction):
     wrapper = per_transaction
     with transaction.atomic():

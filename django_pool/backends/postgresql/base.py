@@ -268,7 +268,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             and not self._borrowed_from.in_transaction(lent._conn)
             and not self.allow_thread_sharing  # last: it takes a lock
         ):
-            if not lent.autocommit:
+            if not lent.autocommit and not lent.closed:
                 # Manual transaction management between transactions: pool connections are
                 # in autocommit mode; the next borrow sets the wrapper's mode on its own.
                 lent.autocommit = True
