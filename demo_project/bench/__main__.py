@@ -2,6 +2,7 @@
 
 Sections, in order: micro (borrow + return), spike, http, sweep, release (a connection held
 for the request or given back after each query, with a slow external call in the view),
+oversubscribed (more threads than a throw-away server with ``max_connections = 40`` takes),
 dashboard (the cost of one poll of the admin dashboard's JSON). Environment variables:
 
 - ``BENCH_QUICK=1``: a smoke run of a few minutes (short runs, one round each).
@@ -11,6 +12,8 @@ dashboard (the cost of one poll of the admin dashboard's JSON). Environment vari
   for our pool core at that revision.
 - ``BENCH_HTTP_ROUNDS``, ``BENCH_HTTP_SECONDS``, ``BENCH_SWEEP_SECONDS``: size the HTTP runs.
 - ``BENCH_RELEASE_ROUNDS``, ``BENCH_RELEASE_SECONDS``: size the release runs.
+- ``BENCH_OVERSUBSCRIBED_ROUNDS``, ``BENCH_OVERSUBSCRIBED_SECONDS``: size the oversubscribed
+  runs.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from demo_project.bench.micro import DB_NAME, print_micro, run_micro
 from demo_project.bench.spike import print_spike, run_spike
 from demo_project.devdb import database_settings
 
-SECTIONS = ("micro", "spike", "http", "sweep", "release", "dashboard")
+SECTIONS = ("micro", "spike", "http", "sweep", "release", "oversubscribed", "dashboard")
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 CLIENTS = 32  # wrk connections in the HTTP comparison
 SWEEP_CLIENTS = (1, 4, 16, 64) if QUICK else (1, 2, 4, 8, 16, 32, 64)
@@ -75,6 +78,18 @@ def run_release_section() -> dict:
     return result
 
 
+def run_oversubscribed_section() -> dict:
+    """Run the oversubscribed comparison (its own server, gunicorn + wrk) and print it."""
+    from demo_project.bench import oversubscribed
+
+    result = oversubscribed.run_oversubscribed(
+        rounds=int(number("BENCH_OVERSUBSCRIBED_ROUNDS", 3, 1)),
+        seconds=number("BENCH_OVERSUBSCRIBED_SECONDS", 8, 3),
+    )
+    oversubscribed.print_oversubscribed(result)
+    return result
+
+
 def run_micro_section() -> dict:
     """Run the borrow + return benchmarks and print them."""
     result = run_micro(int(number("BENCH_N", 100_000, 20_000)), budget=0.1 if QUICK else 0.5)
@@ -112,6 +127,7 @@ RUNNERS: dict[str, Callable[[], dict]] = {
     "http": run_http_section,
     "sweep": run_sweep_section,
     "release": run_release_section,
+    "oversubscribed": run_oversubscribed_section,
     "dashboard": run_dashboard_section,
 }
 
@@ -130,6 +146,8 @@ def commands() -> list[str]:
             "BENCH_SWEEP_SECONDS",
             "BENCH_RELEASE_ROUNDS",
             "BENCH_RELEASE_SECONDS",
+            "BENCH_OVERSUBSCRIBED_ROUNDS",
+            "BENCH_OVERSUBSCRIBED_SECONDS",
         )
         if os.environ.get(name)
     ]

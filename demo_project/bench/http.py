@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -107,7 +108,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn_command(port: int, threads: int = THREADS) -> list[str]:
+def gunicorn_command(port: int, threads: int = THREADS, worker_count: int = WORKERS) -> list[str]:
     """Return the gunicorn command line serving the benchmark site on ``port``."""
     return [
         sys.executable,
@@ -115,7 +116,7 @@ def gunicorn_command(port: int, threads: int = THREADS) -> list[str]:
         "gunicorn",
         "demo_project.bench.site.wsgi:application",
         "--worker-class=gthread",
-        f"--workers={WORKERS}",
+        f"--workers={worker_count}",
         f"--threads={threads}",
         f"--bind=127.0.0.1:{port}",
         "--graceful-timeout=5",
@@ -176,8 +177,11 @@ def wait_until_answers(process: subprocess.Popen, url: str, timeout: float = 30.
 
 
 def process_errors(process: subprocess.Popen) -> str:
-    """Return the tail of a finished process's stderr."""
-    return (process.stderr.read() if process.stderr else "")[-2000:]
+    """Return the tail of a finished process's stderr (a file, see ``gunicorn``)."""
+    if process.stderr is None:
+        return ""
+    process.stderr.seek(0)
+    return process.stderr.read()[-2000:]
 
 
 def die_with_parent() -> None:
@@ -196,7 +200,11 @@ def view_path(config: str) -> str:
 
 @contextmanager
 def gunicorn(
-    config: str, fields: dict, threads: int = THREADS, path: str | None = None
+    config: str,
+    fields: dict,
+    threads: int = THREADS,
+    path: str | None = None,
+    worker_count: int = WORKERS,
 ) -> Iterator[tuple[subprocess.Popen, str]]:
     """Serve ``config`` with a fresh gunicorn; yield it and the view's URL; always stop it."""
     port = free_port()
@@ -207,36 +215,40 @@ def gunicorn(
         "BENCH_APPLICATION_NAME": APPLICATION_NAME,
         "DJANGO_SETTINGS_MODULE": "demo_project.bench.site.settings",
     }
-    process = subprocess.Popen(
-        gunicorn_command(port, threads),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, so workers are stopped with it
-        preexec_fn=die_with_parent,  # safe: no other thread of ours runs at this point
-    )
-    url = f"http://127.0.0.1:{port}/{path or view_path(config)}"
-    try:
-        wait_until_answers(process, url)
-        yield process, url
-    finally:
-        stop_group(process)
+    # A file, not a pipe: a site answering 500s logs a traceback for each, and nobody reads a
+    # pipe while wrk runs, so its workers would block once the pipe is full.
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(
+            gunicorn_command(port, threads, worker_count),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,  # its own process group, so workers are stopped with it
+            preexec_fn=die_with_parent,  # safe: no other thread of ours runs at this point
+        )
+        process.stderr = stderr
+        url = f"http://127.0.0.1:{port}/{path or view_path(config)}"
+        try:
+            wait_until_answers(process, url)
+            yield process, url
+        finally:
+            stop_group(process)
 
 
-def workers(process: subprocess.Popen, timeout: float = 10.0) -> list:
-    """Return gunicorn's worker processes once all of them are up."""
+def workers(process: subprocess.Popen, worker_count: int = WORKERS, timeout: float = 10.0) -> list:
+    """Return gunicorn's worker processes once all ``worker_count`` of them are up."""
     import psutil
 
     master = psutil.Process(process.pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         children = master.children()
-        if len(children) >= WORKERS:
+        if len(children) >= worker_count:
             return children
         time.sleep(0.1)
-    raise RuntimeError(f"gunicorn started {len(master.children())} of {WORKERS} workers")
+    raise RuntimeError(f"gunicorn started {len(master.children())} of {worker_count} workers")
 
 
 def cpu_seconds(processes: list) -> float:
@@ -273,7 +285,7 @@ def uneven(counts: dict[str, int], clients: int) -> bool:
     """Say whether one worker holds too large a share of wrk's connections to keep the run."""
     total = sum(counts.values())
     # Fewer connections than 2 per worker cannot be split evenly; keep whatever came.
-    return clients >= 2 * WORKERS and total > 0 and max(counts.values()) > MAX_SHARE * total
+    return clients >= 2 * len(counts) and total > 0 and max(counts.values()) > MAX_SHARE * total
 
 
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
@@ -328,11 +340,17 @@ def run_wrk(command: list[str], timeout: float) -> str:
 
 
 def measure(
-    process, url: str, clients: int, seconds: float, sampler_conn, timeout: float | None = None
+    process,
+    url: str,
+    clients: int,
+    seconds: float,
+    sampler_conn,
+    timeout: float | None = None,
+    worker_count: int = WORKERS,
 ) -> dict:
     """Load the running server with wrk, restarting it while the worker split is uneven."""
     port = int(url.split(":")[2].split("/")[0])
-    workers_ = workers(process)
+    workers_ = workers(process, worker_count)
     import psutil
 
     processes = [psutil.Process(process.pid), *workers_]

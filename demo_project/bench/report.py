@@ -331,6 +331,28 @@ def target_release_one_query(release: dict | None) -> tuple[str, bool | None, st
     return name, met, text
 
 
+def target_oversubscribed(over: dict | None) -> tuple[str, bool | None, str]:
+    """Judge: over the server's connection limit, persistent gets errors, django_pool none."""
+    name = "Oversubscribed: persistent gets errors, django_pool 0 errors"
+    if not over:
+        return name, None, "not measured in this run"
+    persistent, ours = over["configs"]["persistent"], over["configs"]["django_pool_max8"]
+    theirs_errors, our_errors = _total_errors(persistent), _total_errors(ours)
+    met = theirs_errors > 0 and our_errors == 0
+    parts = [
+        f"{label} {num(_total_errors(entry))} errors, {num(entry['median']['ok_rps'])} 2xx "
+        f"req/s, p99 {num(entry['median']['p99_ms'])} ms, "
+        f"{num(entry['median']['server_conns_max'])} server connections"
+        for label, entry in (("persistent", persistent), ("django_pool (max_size 8)", ours))
+    ]
+    setup = over["setup"]
+    text = (
+        f"{setup['workers']} workers × {setup['threads']} threads, max_connections "
+        f"{setup['server']['max_connections']}: " + "; ".join(parts)
+    )
+    return name, met, text
+
+
 def targets(results: dict) -> list[tuple[str, bool | None, str]]:
     """Return (target, met or None if not measured, numbers) for every target."""
     micro, http = results.get("micro"), results.get("http")
@@ -343,6 +365,7 @@ def targets(results: dict) -> list[tuple[str, bool | None, str]]:
         target_dashboard(results.get("dashboard")),
         target_release_external(results.get("release")),
         target_release_one_query(results.get("release")),
+        target_oversubscribed(results.get("oversubscribed")),
     ]
 
 
@@ -900,6 +923,100 @@ def _release_rows(entries: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+OVERSUBSCRIBED_NOTES = {
+    "persistent": "one connection per thread (`CONN_MAX_AGE=600`), 64 wanted",
+    "django_pool_max8": "django_pool, a pool per worker, 32 connections at most",
+}
+
+
+def section_oversubscribed(over: dict) -> list[str]:
+    """Return the oversubscribed section: setup, medians with errors and server CPU, every run."""
+    setup = over["setup"]
+    server = setup["server"]
+    workers, threads = setup["workers"], setup["threads"]
+    lines = [
+        "## Oversubscribed: more threads than the server takes",
+        "",
+        f"gunicorn gthread with {workers} workers × {threads} threads serves the one-query "
+        f"view, loaded by wrk with {setup['clients']} connections, against a throw-away "
+        f"PostgreSQL {server['server_version']} started for this section with "
+        f"`max_connections = {server['max_connections']}` "
+        f"(`superuser_reserved_connections = {server['superuser_reserved_connections']}`). The "
+        f"site logs in as `{setup['site_role']}`, no superuser, so it may hold "
+        f"{int(server['max_connections']) - int(server['superuser_reserved_connections'])} "
+        "connections; the sampler logs in as `postgres`, for whom the reserved ones stay. "
+        f"Persistent connections want one per thread ({workers * threads}); a request whose "
+        'thread gets none answers 500 ("too many clients"). django_pool, with `max_size` '
+        f"{setup['pool']['max_size']} per worker, needs "
+        f"{workers * setup['pool']['max_size']} at most. Median of "
+        f"{_rounds(setup['rounds'])}, configurations interleaved, a fresh gunicorn for each "
+        "run. `req/s` counts every answer, `2xx req/s` only the successful ones (a 500 is "
+        "quick, and so are the latencies of the requests that got one); `errors` adds non-2xx "
+        "responses and socket errors over every round; `server conns` is the most the site "
+        "held (`pg_stat_activity`); `server CPU` is the CPU of the postmaster and every "
+        "backend it forked while wrk ran, per request and as a share of one core "
+        f"({setup['cpus']} cores in all); `gunicorn CPU` is per request.",
+        "",
+    ]
+    lines += [
+        f"- `{config}`: {OVERSUBSCRIBED_NOTES.get(config, config)}" for config in over["configs"]
+    ]
+    lines += [
+        f"- pool options: `{json.dumps(setup['pool'])}`",
+        f"- gunicorn: `{setup['gunicorn']}`",
+        f"- wrk: `{setup['wrk']}`",
+        "",
+    ]
+    rows = []
+    for name, entry in over["configs"].items():
+        m = entry["median"]
+        rows.append(
+            [
+                f"**{name}**" if name.startswith("django_pool") else name,
+                num(m["rps"]),
+                num(m["ok_rps"]),
+                num(m["p50_ms"], 1),
+                num(m["p99_ms"], 1),
+                num(_total_errors(entry)),
+                num(m["server_conns_max"]),
+                num(m["server_cpu_ms_per_req"], 3),
+                f"{m['server_cpu_share']:.0%}",
+                num(m["cpu_ms_per_req"], 3),
+            ]
+        )
+    head = [
+        "config",
+        "req/s",
+        "2xx req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "server conns",
+        "server CPU ms/req",
+        "server CPU",
+        "gunicorn CPU ms/req",
+    ]
+    lines += table(head, rows, "l")
+    lines += ["### Every run", ""]
+    rows = [
+        [
+            config,
+            str(run["round"]),
+            num(run["rps"]),
+            num(run["ok_rps"]),
+            num(run["p99_ms"], 1),
+            num(run["errors"]),
+            num(run["server_conns_max"]),
+            num(run["server_cpu_ms_per_req"], 3),
+            "/".join(str(n) for n in run["split"].values()),
+        ]
+        for config, entry in over["configs"].items()
+        for run in entry["runs"]
+    ]
+    head = ["config", "round", "req/s", "2xx req/s", "p99 ms", "errors", "server conns"]
+    return lines + table([*head, "server CPU ms/req", "split"], rows, "l")
+
+
 def render(results: dict, charts: dict[str, str]) -> str:
     """Return the whole report as markdown."""
     lines = section_header(results) + section_targets(results)
@@ -909,6 +1026,8 @@ def render(results: dict, charts: dict[str, str]) -> str:
         lines += section_sweep(results["sweep"], charts.get("sweep"))
     if results.get("release"):
         lines += section_release(results["release"])
+    if results.get("oversubscribed"):
+        lines += section_oversubscribed(results["oversubscribed"])
     if results.get("micro"):
         lines += section_micro(results["micro"], charts.get("micro"))
     if results.get("spike"):

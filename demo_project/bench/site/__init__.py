@@ -23,6 +23,10 @@ DJANGO_POOL_RELEASE = {
 # the pools hold half the server connections persistent connections do (one per thread). A
 # request holds its connection for one short query, so 4 serve 8 threads with little waiting.
 POOL = {"min_size": 2, "max_size": 4}
+# The oversubscribed section (``demo_project.bench.oversubscribed``): 4 workers x 16 threads
+# against a server taking 40 connections; a pool of 8 per worker needs 32 of them at most.
+OVERSUBSCRIBED_CONFIGS = ("persistent", "django_pool_max8")
+OVERSUBSCRIBED_POOL = {**POOL, "max_size": 8}
 FIELDS = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
 # pg_stat_activity counts only connections with this name; each runner picks its own, so two
 # benchmark runs on one server never count each other's connections.

@@ -15,6 +15,8 @@ from demo_project.bench.site import (
     DEFAULT_APPLICATION_NAME,
     DJANGO_POOL_RELEASE,
     FIELDS,
+    OVERSUBSCRIBED_CONFIGS,
+    OVERSUBSCRIBED_POOL,
     POOL,
     RELEASE_CONFIGS,
 )
@@ -75,7 +77,11 @@ def database(config: str) -> dict:
             "CONN_MAX_AGE": 0,
             "OPTIONS": {**options, "pool": pool},
         }
-    known = ", ".join(dict.fromkeys(CONFIGS + RELEASE_CONFIGS))
+    if config == "django_pool_max8":
+        pooled = {**options, "pool": OVERSUBSCRIBED_POOL}
+        engine = "django_pool.backends.postgresql"
+        return {**base, "ENGINE": engine, "CONN_MAX_AGE": 0, "OPTIONS": pooled}
+    known = ", ".join(dict.fromkeys(CONFIGS + RELEASE_CONFIGS + OVERSUBSCRIBED_CONFIGS))
     raise ValueError(f"BENCH_CONFIG must be one of {known}, not {config!r}")
 
 
