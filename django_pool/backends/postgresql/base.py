@@ -350,11 +350,11 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         super().rollback()
         self.release_if_free()
 
-    def create_cursor(self, name=None):
-        """Create a driver cursor; a lent connection stays lent while it is open."""
-        cursor = super().create_cursor(name)
-        if name and self.connection.__class__ is LentConnection:
-            self.connection.note_cursor(cursor)  # psycopg 3 makes named ones without cursor()
+    def chunked_cursor(self):
+        """Return a server-side cursor; a lent connection stays lent while it is open."""
+        cursor = super().chunked_cursor()
+        if self.connection.__class__ is LentConnection:
+            self.connection.note_cursor(cursor.cursor)  # psycopg 3 makes it without cursor()
         return cursor
 
     def make_cursor(self, cursor):
