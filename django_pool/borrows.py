@@ -24,6 +24,7 @@ from typing import Any
 from . import registry
 from .drivers import backend_pid
 from .health import verdict
+from .options import REQUEST, TRANSACTION
 
 _recorder: ContextVar[BorrowRecorder | None] = ContextVar("django_pool_borrows", default=None)
 
@@ -252,12 +253,12 @@ def report(
     aliases = []
     for alias, items in by_alias.items():
         state = after.get(alias)
-        release = state["release"] if state else "request"
+        release = state["release"] if state else REQUEST
         warnings = []
         for number, item in enumerate(items, 1):
             warnings += _borrow_warnings(number, item, slow_wait_ms, hold_outside_ms, release)
         # With release="transaction" a borrow per transaction is the point, not a mistake.
-        if len(items) >= many_borrows and release == "request":
+        if len(items) >= many_borrows and release == REQUEST:
             warnings.append(
                 f"{len(items)} borrows in one request: each one goes through the pool and "
                 "resets the connection. Is connection.close() called inside a loop?"
@@ -313,7 +314,7 @@ def _borrow_warnings(
             fix = (
                 ' With OPTIONS["pool"]["release"] = "transaction" the connection would go back '
                 "after each query outside a transaction."
-                if release == "request"
+                if release == REQUEST
                 else " Is it held by an atomic block, hold() or an open cursor?"
             )
             warnings.append(
@@ -326,7 +327,7 @@ def _borrow_warnings(
             f"Borrow {number} was given back with a transaction open: the pool rolled it back, "
             f"so its uncommitted changes are lost.{at}"
         )
-    if item["restore"] and release == "transaction":
+    if item["restore"] and release == TRANSACTION:
         warnings.append(
             f"Borrow {number} changed session settings, which the pool set back when it took "
             'the connection back: with release="transaction" they do not carry to the next '

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .connect_errors import diagnose
+from .options import REQUEST
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
 _RANK = {OK: 0, WARNING: 1, CRITICAL: 2}
@@ -278,7 +279,7 @@ def _held_between_queries(window: _Window) -> list[tuple[str, str, str | None]]:
 
     A warning when borrowers also waited (the held connections were missed), else advice.
     """
-    if window.snapshot["config"].get("release", "request") != "request":
+    if window.snapshot["config"].get("release", REQUEST) != REQUEST:
         return []
     held, busy = window.total("held_seen"), window.total("busy_seen")
     if held < MIN_HELD_SEEN or busy * HELD_PER_QUERY > held:

@@ -8,7 +8,8 @@ from typing import Any
 
 CHECK_WORDS = ("always", "never")
 RESET_MODES = ("rollback", "discard")
-RELEASE_MODES = ("request", "transaction")
+REQUEST, TRANSACTION = "request", "transaction"
+RELEASE_MODES = (REQUEST, TRANSACTION)
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class PoolConfig:
     reset: str = "rollback"
     # "request": a borrowed connection goes back when Django closes it (the request ends);
     # "transaction": as soon as the wrapper is outside any transaction with no cursor open.
-    release: str = "request"
+    release: str = REQUEST
     leak_timeout: float | None = None
     name: str | None = None
 

@@ -19,8 +19,6 @@ from django.db.backends import utils
 
 from .errors import PoolError
 
-REQUEST, TRANSACTION = "request", "transaction"
-
 
 class ConnectionReleased(PoolError):
     """The driver connection was used after the pool took it back at transaction end."""

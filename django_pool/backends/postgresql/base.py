@@ -22,14 +22,9 @@ from django.utils.connection import ConnectionDoesNotExist
 
 from ... import borrows, registry
 from ...drivers import driver_for
-from ...options import PoolConfig
+from ...options import TRANSACTION, PoolConfig
 from ...pool import ConnectionPool
-from ...release import (
-    TRANSACTION,
-    LentConnection,
-    ReleasingCursorDebugWrapper,
-    ReleasingCursorWrapper,
-)
+from ...release import LentConnection, ReleasingCursorDebugWrapper, ReleasingCursorWrapper
 from ...signals import EventSender
 from .creation import DatabaseCreation
 
