@@ -19,6 +19,7 @@ from demo_project.bench.site import (
     OVERSUBSCRIBED_POOL,
     POOL,
     RELEASE_CONFIGS,
+    pool_size,
 )
 
 # Lets the runner count exactly this site's server connections in pg_stat_activity.
@@ -55,8 +56,8 @@ def database(config: str) -> dict:
         return {**base, "ENGINE": django_engine, "CONN_MAX_AGE": 0}
     if config == "persistent":
         return {**base, "ENGINE": django_engine, "CONN_MAX_AGE": 600}
-    if config == "native_pool":
-        pooled = {**options, "pool": POOL}
+    if config in ("native_pool", "native_pool_equal"):
+        pooled = {**options, "pool": pool_size(config)}
         return {**base, "ENGINE": django_engine, "CONN_MAX_AGE": 0, "OPTIONS": pooled}
     if config == "dbcp":
         return {
@@ -70,7 +71,7 @@ def database(config: str) -> dict:
         return {**base, "ENGINE": "django_pg_real_pool", "CONN_MAX_AGE": 0, "OPTIONS": pooled}
     if config in DJANGO_POOL_RELEASE:
         release = DJANGO_POOL_RELEASE[config]
-        pool = POOL if release is None else {**POOL, "release": release}
+        pool = pool_size(config) if release is None else {**POOL, "release": release}
         return {
             **base,
             "ENGINE": "django_pool.backends.postgresql",
