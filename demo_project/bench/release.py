@@ -1,15 +1,16 @@
 """When a pooled connection goes back: held for the request, or given back after each query.
 
-gunicorn (2 workers x 16 threads, gthread) serves two views for each configuration in
-``RELEASE_CONFIGS``, with more threads than pool connections (``max_size`` 4 per worker):
-``one_query`` (one ``SELECT 1``) and ``external_call`` (the same query, then 50 ms asleep as
-if waiting on another service). A pool that keeps the connection until the request ends lets
-at most 4 of a worker's 16 threads through the external call at a time; one that takes it
-back after the query lets all 16 through. Persistent connections hold one per thread (32 in
-all) and show what the threads alone allow.
+Two gunicorn servers (1 worker x 16 threads each, gthread) serve two views for each
+configuration in ``RELEASE_CONFIGS``, with more threads than pool connections (``max_size`` 4
+per worker): ``one_query`` (one ``SELECT 1``) and ``external_call`` (the same query, then 50 ms
+asleep as if waiting on another service). A pool that keeps the connection until the request
+ends lets at most 4 of a worker's 16 threads through the external call at a time; one that
+takes it back after the query lets all 16 through. Persistent connections hold one per thread
+(32 in all) and show what the threads alone allow.
 
-Every run goes through the HTTP comparison's machinery (``demo_project.bench.http``): a fresh
-gunicorn, a warm-up, wrk, ``pg_stat_activity`` sampling, rounds interleaved, medians.
+Every run goes through the HTTP comparison's machinery (``demo_project.bench.http``): fresh
+gunicorn servers, a warm-up, one wrk split evenly over them, ``pg_stat_activity`` sampling,
+rounds interleaved, medians.
 
 Run ``python -m demo_project.bench.release`` for a table; ``BENCH_RELEASE_ROUNDS`` and
 ``BENCH_RELEASE_SECONDS`` shorten it. Needs ``wrk``, gunicorn, psutil and django-pg-real-pool.
@@ -29,8 +30,8 @@ from demo_project.bench.site import DJANGO_POOL_RELEASE, POOL, RELEASE_CONFIGS
 from demo_project.bench.site.views import EXTERNAL_CALL_SECONDS
 
 THREADS = 16
-# Two wrk connections per gunicorn thread: every thread stays busy even when wrk's keep-alive
-# connections land unevenly on the workers (http.measure accepts up to 75% on one).
+# Two wrk connections per gunicorn thread (32 per server): a thread never waits for wrk to
+# send its next request.
 CLIENTS = 64
 # wrk's default 2 s timeout would count the slowest requests of the pools that hold their
 # connection through the external call as socket errors and drop them from the latencies.
@@ -58,14 +59,8 @@ def run_release(rounds: int = 5, seconds: float = 6.0, clients: int = CLIENTS) -
 
 def setup(rounds: int, seconds: float, clients: int) -> dict:
     """Describe how the runs were made, for the report."""
-    gunicorn = ["gunicorn", *http.gunicorn_command(0, THREADS)[4:]]
-    wrk = [
-        "wrk",
-        *http.wrk_command("http://127.0.0.1:<port>/<view>", clients, seconds, WRK_TIMEOUT)[1:],
-    ]
     return {
-        "gunicorn": " ".join(gunicorn).replace(":0", ":<port>"),
-        "wrk": " ".join(wrk),
+        **http.commands(http.WORKERS, THREADS, clients, seconds, "<view>", WRK_TIMEOUT),
         "workers": http.WORKERS,
         "threads": THREADS,
         "clients": clients,
