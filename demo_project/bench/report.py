@@ -612,10 +612,10 @@ def section_http(http: dict, chart: str | None) -> list[str]:
     lines += table(head, rows, "l")
     lines += _http_setup(setup)
     lines += ["### Every run and its worker split", ""]
+    even = "; `split.lua` gives every server the same number" if "threads" in setup else ""
     lines += [
-        "`split` is how wrk's keep-alive connections landed on gunicorn's workers (pid: "
-        "connections); `rebalanced` counts the times the run was restarted because one worker "
-        "held too many of them.",
+        "`split` is how many of wrk's keep-alive connections each gunicorn worker held (pid: "
+        f"connections), counted once wrk had connected{even}.",
         "",
     ]
     rows = []
@@ -630,10 +630,9 @@ def section_http(http: dict, chart: str | None) -> list[str]:
                     num(run["p99_ms"], 2),
                     num(run["server_conns_max"]),
                     split or "—",
-                    str(run.get("rebalanced", "—")),
                 ]
             )
-    head = ["config", "round", "req/s", "p99 ms", "server conns", "split", "rebalanced"]
+    head = ["config", "round", "req/s", "p99 ms", "server conns", "split"]
     return lines + table(head, rows, "l")
 
 
@@ -642,6 +641,11 @@ def _http_setup(setup: dict) -> list[str]:
     for key in ("gunicorn", "wrk"):
         if setup.get(key):
             lines.append(f"- {key}: `{setup[key]}`")
+    if "split.lua" in setup.get("wrk", ""):
+        lines.append(
+            '- `split.lua`: `setup(thread)` sets `thread.addr = wrk.lookup("127.0.0.1", '
+            "port_i)[1]` for wrk's thread i, so its connections all go to server i"
+        )
     if setup.get("pool"):
         lines.append(f"- pool options (django_pool, native pool): `{json.dumps(setup['pool'])}`")
     if setup.get("dbcp_pool_options"):
@@ -847,18 +851,18 @@ def section_release(release: dict) -> list[str]:
     lines = [
         "## Release: held for the request, or given back after the query",
         "",
-        f"gunicorn gthread with {workers} workers × {threads} threads, more threads than pool "
-        f"connections (`max_size` {max_size}, `min_size` {setup['pool']['min_size']} per "
-        f"worker), loaded by wrk with {setup['clients']} connections. Two views: `one_query` "
+        f"Served by {_served_by(setup)}, with more threads than pool connections (`max_size` "
+        f"{max_size}, `min_size` {setup['pool']['min_size']} per worker). Two views: `one_query` "
         "runs one `SELECT 1`; `external_call` runs it and then sleeps "
         f"{setup['external_call_ms']:g} ms, as a call to another service would. A pool that "
         f"holds the connection until the request ends lets only {max_size} of a worker's "
         f"{threads} threads into the external call at a time; one that takes it back after the "
         f"query lets all {threads} in. Persistent connections open one per thread "
         f"({workers * threads} server connections) and mark what the threads alone allow. "
-        f"Median of {_rounds(setup['rounds'])}, configurations and views interleaved, a fresh "
-        "gunicorn for each run; `errors` adds non-2xx responses and socket errors over every "
-        "round; `server conns` is the most the site held on the server (`pg_stat_activity`).",
+        f"Median of {_rounds(setup['rounds'])}, configurations and views interleaved, fresh "
+        "servers for each run; `errors` adds non-2xx responses and socket errors over every "
+        "round; `server conns` is the most the site held on the server (`pg_stat_activity`); "
+        "`split` is how many of wrk's connections each worker held (pid order).",
         "",
     ]
     configs = list(next(iter(release["views"].values())))
@@ -891,6 +895,34 @@ def section_release(release: dict) -> list[str]:
     ]
     head = ["view", "config", "round", "req/s", "p99 ms", "errors", "server conns", "split"]
     return lines + table(head, rows, "ll")
+
+
+def _served_by(setup: dict) -> str:
+    """Say what served a section's load and how wrk's connections reached it."""
+    workers, threads, clients = setup["workers"], setup["threads"], setup["clients"]
+    if "split.lua" not in setup["wrk"]:  # figures from before the servers had their own ports
+        return (
+            f"gunicorn gthread with {workers} workers × {threads} threads, loaded by wrk with "
+            f"{clients} connections"
+        )
+    return (
+        f"{workers} gunicorn servers, one gthread worker × {threads} threads each, loaded by one "
+        f"wrk with {clients} connections split evenly over them"
+    )
+
+
+def _served_by(setup: dict) -> str:
+    """Say what served a section's load and how wrk's connections reached it."""
+    workers, threads, clients = setup["workers"], setup["threads"], setup["clients"]
+    if "split.lua" not in setup["wrk"]:  # figures from before the servers had their own ports
+        return (
+            f"gunicorn gthread with {workers} workers × {threads} threads, loaded by wrk with "
+            f"{clients} connections"
+        )
+    return (
+        f"{workers} gunicorn servers, one gthread worker × {threads} threads each, loaded by one "
+        f"wrk with {clients} connections split evenly over them"
+    )
 
 
 def _release_rows(entries: dict) -> tuple[list[str], list[list[str]]]:
@@ -937,11 +969,10 @@ def section_oversubscribed(over: dict) -> list[str]:
     lines = [
         "## Oversubscribed: more threads than the server takes",
         "",
-        f"gunicorn gthread with {workers} workers × {threads} threads serves the one-query "
-        f"view, loaded by wrk with {setup['clients']} connections, against a throw-away "
-        f"PostgreSQL {server['server_version']} started for this section with "
-        f"`max_connections = {server['max_connections']}` "
-        f"(`superuser_reserved_connections = {server['superuser_reserved_connections']}`). The "
+        f"The one-query view against a throw-away PostgreSQL {server['server_version']} "
+        f"started for this section with `max_connections = {server['max_connections']}` "
+        f"(`superuser_reserved_connections = {server['superuser_reserved_connections']}`), "
+        f"served by {_served_by(setup)}. The "
         f"site logs in as `{setup['site_role']}`, no superuser, so it may hold "
         f"{int(server['max_connections']) - int(server['superuser_reserved_connections'])} "
         "connections; the sampler logs in as `postgres`, for whom the reserved ones stay. "
@@ -949,7 +980,7 @@ def section_oversubscribed(over: dict) -> list[str]:
         'thread gets none answers 500 ("too many clients"). django_pool, with `max_size` '
         f"{setup['pool']['max_size']} per worker, needs "
         f"{workers * setup['pool']['max_size']} at most. Median of "
-        f"{_rounds(setup['rounds'])}, configurations interleaved, a fresh gunicorn for each "
+        f"{_rounds(setup['rounds'])}, configurations interleaved, fresh servers for each "
         "run. `req/s` counts every answer, `2xx req/s` only the successful ones (a 500 is "
         "quick, and so are the latencies of the requests that got one); `errors` adds non-2xx "
         "responses and socket errors over every round; `server conns` is the most the site "
