@@ -83,6 +83,7 @@ PSYCOPG2_CORE = (
     "tests/test_drivers.py",
     "tests/test_backend.py",
     "tests/test_release.py",
+    "tests/test_parking.py",
     "tests/panels/test_pool.py",
 )
 

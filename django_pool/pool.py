@@ -591,10 +591,25 @@ class ConnectionPool:
 
     def putconn(self, conn: Any) -> None:
         """Give back a borrowed connection: reuse it, reset it, or close it."""
+        self._put(conn, False, 0)
+
+    def park(self, conn: Any, request_borrows: int = 0) -> _ConnectionRecord | None:
+        """Give back ``conn`` at a request's end, kept for its borrower's next request.
+
+        Returned as by ``putconn()``, but a clean connection nobody waits for goes to the
+        bottom of the idle stack, where other borrowers take it only when no other is idle.
+        Return a ticket for ``take_back()``, or None when it went back another way (reset,
+        closed, or handed to a waiter). ``request_borrows`` counts the request that ends, as
+        ``note_request()`` does, under the same lock.
+        """
+        return self._put(conn, True, request_borrows)
+
+    def _put(self, conn: Any, park: bool, request_borrows: int) -> _ConnectionRecord | None:
+        """Give back ``conn`` (see ``putconn()`` and ``park()``)."""
         if self._pid != _pid:
             # A forked child must not close the parent's connection (that would end the
             # parent's session); the fork hook has detached it, the parent returns it.
-            return
+            return None
         status = self._driver.status(conn)
         # Read only when idle: a rollback may change it, and a broken connection may not know it.
         state = self._driver.session_state(conn) if status == _IDLE else None
@@ -602,6 +617,9 @@ class ConnectionPool:
         with self._lock:
             if now >= self._next_sample:
                 self._sample(now)
+            if request_borrows:
+                self._counts[PoolStats.DJANGO_REQUESTS] += 1
+                self._counts[PoolStats.REQUEST_BORROWS] += request_borrows
             record = self._borrowed.pop(id(conn), None)
             if record is None and not self._closed and status != _UNKNOWN:
                 raise self._not_lent_error(conn)
@@ -613,9 +631,50 @@ class ConnectionPool:
                     and not self._closed
                     and not self._discard_all
                 ):
+                    if park and not self._waiting:
+                        # At the bottom of the stack: borrowers pop the top, so they take
+                        # it only when no other is idle, and its own thread takes it back.
+                        record.returned_at = now
+                        record.borrower = record.stack = None
+                        record.shared = False
+                        self._idle.insert(0, record)
+                        return record
                     self._return_to_waiter_or_idle(record, now)
-                    return
+                    return None
         self._putconn_slow(conn, record, status, now)
+        return None
+
+    def take_back(self, ticket: _ConnectionRecord) -> Any:
+        """Borrow again the connection ``park()`` gave a ticket for, if still idle and fresh.
+
+        Return None when it is gone (taken by another borrower, closed) or due a check: then
+        borrow with ``getconn()``. No reset: it comes back as its borrower left it, and it was
+        left with no transaction open and its session settings as the pool set them.
+        """
+        record = ticket
+        now = monotonic()
+        with self._lock:
+            if (
+                now < record.expires_at
+                and now - record.returned_at < self._check_after
+                and record.checked_at > self._suspect_before
+            ):
+                try:
+                    self._idle.remove(record)
+                except ValueError:  # another borrower has it, or it was closed
+                    return None
+                if now >= self._next_sample:
+                    self._sample(now)
+                self._counts[_REQUESTS_NUM] += 1
+                record.borrowed_at = now
+                record.borrower = _current_thread()
+                if self._leak_timeout is not None:
+                    record.stack = _borrower_stack()
+                self._borrowed[id(record.conn)] = record
+                self._wait_counts[0] += 1  # lent at once: a zero wait
+                self._note_in_use()
+                return record.conn
+        return None
 
     def _putconn_slow(
         self, conn: Any, record: _ConnectionRecord | None, status: TxStatus, now: float
@@ -892,9 +951,14 @@ class ConnectionPool:
             self._idle = [record for record in self._idle if now < record.expires_at]
         surplus = self._nconns - len(doomed) - self._min_size
         stale = now - self._max_idle
-        while surplus > 0 and self._idle and self._idle[0].returned_at < stale:
-            doomed.append(self._idle.pop(0))
-            surplus -= 1
+        # Mostly the bottom of the stack, but parked connections go there too (_park).
+        unused = sorted(
+            (record for record in self._idle if record.returned_at < stale),
+            key=lambda record: record.returned_at,
+        )[: max(surplus, 0)]
+        if unused:
+            self._idle = [record for record in self._idle if record not in unused]
+            doomed += unused
         return doomed
 
     def _pop_orphans(self) -> list[_ConnectionRecord]:

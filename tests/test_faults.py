@@ -112,8 +112,10 @@ def test_fork_child_neither_uses_nor_closes_the_parents_connections(server):
     holder = connections["default"]  # the forking thread's own wrapper, as in gunicorn
     idler = holder.copy()
     held_pid = backend_pid(holder)  # stays borrowed across the fork
-    idle_pid = backend_pid(idler)
+    parker = holder.copy()
+    idle_pid, parked_pid = backend_pid(idler), backend_pid(parker)
     idler.close()  # now idle in the pool
+    parker.close_if_unusable_or_obsolete()  # a request's end: parked for its next request
     read_end, write_end = os.pipe()
 
     pid = os.fork()
@@ -122,6 +124,7 @@ def test_fork_child_neither_uses_nor_closes_the_parents_connections(server):
         try:
             os.close(read_end)
             report["pids"] = [backend_pid(holder), backend_pid(holder.copy())]
+            report["pids"].append(backend_pid(parker))
             # What a child exiting or collecting garbage does to what it inherited.
             connections.close_all()
             gc.collect()
@@ -138,18 +141,20 @@ def test_fork_child_neither_uses_nor_closes_the_parents_connections(server):
     with os.fdopen(read_end) as pipe:
         report = json.loads(pipe.read() or "{}")
     assert status == 0 and "error" not in report, report
-    assert not {held_pid, idle_pid} & set(report["pids"]), "the child used its own connections"
+    inherited = {held_pid, idle_pid, parked_pid}
+    assert not inherited & set(report["pids"]), "the child used the parent's connections"
     # Threads of its own: its pool's worker, and the events thread its signals started.
     assert report["threads"] == ["django_pool events", "django_pool worker default"]
 
     assert backend_pid(holder) == held_pid  # the borrowed one still works
-    assert backend_pid(idler) == idle_pid  # and so does the idle one
-    idler.close()
-    holder.close()
+    assert backend_pid(parker) == parked_pid  # the parked one, taken back
+    assert backend_pid(idler) == idle_pid  # and the idle one
+    for wrapper in (parker, idler, holder):
+        wrapper.close()
     alive = server.query(
-        "SELECT count(*) FROM pg_stat_activity WHERE pid IN (%s, %s)", [held_pid, idle_pid]
+        "SELECT count(*) FROM pg_stat_activity WHERE pid IN %s", [(held_pid, idle_pid, parked_pid)]
     )
-    assert alive == [(2,)]
+    assert alive == [(3,)]
 
 
 def test_thread_ending_with_a_connection_gives_its_slot_back(pooled, server):

@@ -1003,6 +1003,72 @@ def test_idle_pool_shrinks_in_the_background(make_pool):
     assert pool.available() == 1
 
 
+# Parking: given back at a request's end, kept for the same borrower's next request
+
+
+def test_a_parked_connection_is_taken_back_by_its_ticket(make_pool):
+    pool = make_pool(max_size=2)
+    conn = pool.getconn()  # queued: min_size is 0
+    ticket = pool.park(conn, request_borrows=3)
+    assert (pool.in_use(), pool.available()) == (0, 1)
+    assert pool.take_back(ticket) is conn
+    assert pool.in_use() == 1
+    pool.putconn(conn)
+    stats = pool.stats()
+    assert (stats["requests_num"], stats["requests_queued"]) == (2, 1)
+    assert (stats["django_requests"], stats["request_borrows"]) == (1, 3)
+
+
+def test_borrowers_take_a_parked_connection_last(make_pool):
+    pool = make_pool(max_size=2)
+    parked, other = pool.getconn(), pool.getconn()
+    ticket = pool.park(parked)
+    pool.putconn(other)
+    assert pool.getconn() is other
+    assert pool.getconn() is parked  # the only one idle: taken, no wait
+    assert pool.take_back(ticket) is None  # and never lent twice
+
+
+def test_a_parked_connection_is_not_taken_back_once_expired_or_due_a_check(make_pool):
+    expiring = make_pool(max_lifetime=0.05)
+    ticket = expiring.park(expiring.getconn())
+    time.sleep(0.1)
+    assert expiring.take_back(ticket) is None
+    checked = make_pool(check=0.01)
+    conn = checked.getconn()
+    ticket = checked.park(conn)
+    time.sleep(0.05)
+    assert checked.take_back(ticket) is None
+    assert checked.getconn() is conn and conn.pings == 1  # the normal path checks it
+
+
+def test_a_connection_is_parked_only_if_clean_and_nobody_waits(make_pool):
+    pool = make_pool(max_size=1, timeout=5.0)
+    conn = pool.getconn()
+    conn.status = TxStatus.INTRANS
+    assert pool.park(conn) is None and conn.rollbacks == 1
+    conn = pool.getconn()
+    conn.set("DateStyle", "German")
+    assert pool.park(conn) is None and conn.session == DEFAULT_SESSION
+    conn = pool.getconn()
+    results = []
+    waiter = borrow_in_thread(pool, results)
+    assert wait_until(lambda: pool.waiting() == 1)
+    assert pool.park(conn) is None  # handed over, not parked
+    waiter.join(5)
+    assert results == [conn]
+
+
+def test_stale_idle_connections_above_a_parked_one_are_closed(make_pool):
+    pool = make_pool(min_size=0, max_size=2, max_idle=0.05)
+    stale, parked = pool.getconn(), pool.getconn()
+    pool.putconn(stale)
+    time.sleep(0.1)
+    ticket = pool.park(parked)  # fresh, at the bottom of the stack
+    assert wait_until(lambda: stale.closed, timeout=3)
+    assert pool.take_back(ticket) is parked
+
+
 # Garbage collection
 
 

@@ -113,6 +113,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self._holds = 0  # open hold() blocks
         self._request_borrows = 0  # borrows since the last request boundary, for the stats
         self._pool: ConnectionPool | None = None  # the pool last resolved, while it serves
+        # The ticket of the connection parked at the last request's end, for the next
+        # request to take back without Django's close() and connect() (see park()).
+        self._parked = None
 
     @property
     def pool_options(self):
@@ -283,8 +286,10 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     @async_unsafe
     def ensure_connection(self) -> None:
-        """Borrow again after a release at transaction end, else connect as Django does."""
+        """Take back a parked connection, borrow again after a release, else connect."""
         if self.connection is not None:
+            return
+        if self._parked is not None and self._take_back():
             return
         if self._released:
             with self.wrap_database_errors:
@@ -367,17 +372,63 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def close(self) -> None:
         """Close (give back) the connection; the next query connects afresh."""
         self._released = False
+        self._parked = None
         super().close()
 
     def close_if_unusable_or_obsolete(self) -> None:
-        """At a request's start and end: count the request's borrows, then close as Django does."""
-        if self._request_borrows:
+        """At a request's start and end: count the request's borrows, then park or close."""
+        borrows, self._request_borrows = self._request_borrows, 0
+        self._released = False
+        if self.connection is not None and self._park(borrows):
+            return
+        if borrows:
             pool = self.pool
             if pool is not None:
-                pool.note_request(self._request_borrows)
-            self._request_borrows = 0
-        self._released = False
+                pool.note_request(borrows)
         super().close_if_unusable_or_obsolete()
+
+    # Parking: at a request's end a clean connection goes back to the pool, but the wrapper
+    # keeps a ticket, and the next request on this thread takes the same connection back with
+    # no close() and connect() (HikariCP's ConcurrentBag does the like with a thread-local
+    # list). Other borrowers take a parked connection only when no other is idle.
+
+    def _park(self, request_borrows: int) -> bool:
+        """Give the connection back, keeping a ticket to take it back; False if it may not."""
+        pool = self._borrowed_from
+        if (
+            pool is None
+            or self.connection.__class__ is LentConnection  # release="transaction"
+            or self._borrow is not None  # the toolbar records this borrow's end
+            or self.in_atomic_block
+            or self.errors_occurred
+            or self.autocommit != self.settings_dict["AUTOCOMMIT"]
+            # allow_thread_sharing without its lock: only this thread changes it while the
+            # wrapper is not shared.
+            or self._thread_sharing_count
+        ):
+            return False
+        connection, self.connection = self.connection, None
+        self._borrowed_from = None
+        self.run_on_commit = []
+        with self.wrap_database_errors:
+            self._parked = pool.park(connection, request_borrows)
+        return True
+
+    def _take_back(self) -> bool:
+        """Take back the connection parked at the last request's end, if the pool still has it."""
+        ticket, self._parked = self._parked, None
+        pool = self._pool
+        if _recording() is not None or pool is None or not pool.serves_here():
+            return False  # the toolbar records a full borrow; or a closed or inherited pool
+        connection = pool.take_back(ticket)
+        if connection is None:
+            return False
+        # What connect() sets, where parking did not leave it so: no transaction, no hooks.
+        self.connection = connection
+        self._borrowed_from = pool
+        self._request_borrows += 1
+        self.health_check_done = True  # the pool checks a connection before lending it
+        return True
 
 
 def _abandon_borrowed_after_fork() -> None:
@@ -385,7 +436,10 @@ def _abandon_borrowed_after_fork() -> None:
     # (gunicorn --preload, a query at import time). The pool has already made it harmless in
     # the child; forget it so that the next query borrows from the child's own pool.
     for wrapper in connections.all(initialized_only=True):
-        if isinstance(wrapper, DatabaseWrapper) and wrapper._borrowed_from is not None:
+        if not isinstance(wrapper, DatabaseWrapper):
+            continue
+        wrapper._parked = None
+        if wrapper._borrowed_from is not None:
             wrapper._borrowed_from = wrapper._borrow = None
             wrapper.connection = None
             wrapper._released = False

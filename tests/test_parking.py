@@ -1,0 +1,237 @@
+"""Parking: at a request's end the connection goes back to the pool, kept for the same thread.
+
+``close_if_unusable_or_obsolete()`` is what Django's ``close_old_connections()`` runs for each
+alias at a request's start and end; these tests call it to end a request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import OperationalError
+from django.db.backends.signals import connection_created
+
+from django_pool.errors import PoolTimeout
+from tests.test_backend import backend_pid
+
+
+def end_request(wrapper) -> None:
+    wrapper.close_if_unusable_or_obsolete()
+
+
+def fetch(wrapper, sql: str):
+    with wrapper.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def created():
+    """Collect the wrappers ``connection_created`` is sent for."""
+    sent = []
+
+    def receiver(sender, connection, **kwargs):
+        sent.append(connection)
+
+    connection_created.connect(receiver)
+    yield sent
+    connection_created.disconnect(receiver)
+
+
+def test_the_next_request_takes_its_parked_connection_back(pooled, created):
+    wrapper = pooled(min_size=0, max_size=2)
+    first = backend_pid(wrapper)
+    end_request(wrapper)
+
+    assert wrapper.connection is None
+    pool = wrapper.pool
+    assert (pool.in_use(), pool.available()) == (0, 1)  # back in the pool, idle
+    before = pool.stats()
+
+    assert backend_pid(wrapper) == first
+    end_request(wrapper)
+    after = pool.stats()
+    # The same session comes back: Django's connect() does not run, nor its signal.
+    assert created == [wrapper]
+    assert after["requests_num"] == before["requests_num"] + 1  # still a borrow
+    assert after["django_requests"] == before["django_requests"] + 1
+    assert after["request_borrows"] == before["request_borrows"] + 1
+    assert after["requests_queued"] == before["requests_queued"]
+
+
+def test_another_thread_takes_a_parked_connection_when_no_other_is_idle(pooled):
+    owner = pooled(min_size=0, max_size=1, timeout=0.3)
+    parked = backend_pid(owner)
+    end_request(owner)
+    other = owner.copy()
+    queued = owner.pool.stats()["requests_queued"]
+
+    assert backend_pid(other) == parked  # no wait: it was idle
+    assert owner.pool.stats()["requests_queued"] == queued
+    # Never lent twice: the owner now waits for it like anyone else.
+    with pytest.raises(OperationalError) as caught:
+        backend_pid(owner)
+    assert isinstance(caught.value.__cause__, PoolTimeout)
+    end_request(other)
+    assert backend_pid(owner) == parked
+    end_request(owner)
+    other.close()
+    owner.close()
+
+
+def test_borrowers_take_an_unparked_idle_connection_first(pooled):
+    owner = pooled(min_size=0, max_size=2)
+    other = owner.copy()
+    mine, theirs = backend_pid(owner), backend_pid(other)
+    end_request(owner)  # parked
+    other.close()  # given back for good: the top of the idle stack
+    third = owner.copy()
+
+    assert backend_pid(third) == theirs
+    assert backend_pid(owner) == mine
+    for wrapper in (owner, third):
+        wrapper.close()
+
+
+def test_a_waiting_borrower_gets_the_connection_at_request_end(pooled):
+    owner = pooled(min_size=0, max_size=1, timeout=5.0)
+    held = backend_pid(owner)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(backend_pid(owner.copy())))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while owner.pool.waiting() == 0:
+        assert time.monotonic() < deadline, "the other thread never queued"
+        time.sleep(0.005)
+
+    end_request(owner)
+    waiter.join(5)
+    assert got == [held]
+    assert owner._parked is None  # handed over, not parked: the next request borrows anew
+
+
+def test_a_connection_left_in_a_transaction_is_rolled_back_not_parked(pooled, server):
+    wrapper = pooled(min_size=0, max_size=1)
+    first = backend_pid(wrapper)
+    with wrapper.cursor() as cursor:
+        cursor.execute("BEGIN")  # behind Django's back: it believes it is in autocommit
+        cursor.execute("CREATE TEMPORARY TABLE left_open (id int)")
+    end_request(wrapper)
+
+    in_transaction = server.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state <> 'idle'", [first]
+    )
+    assert in_transaction == [(0,)]
+    assert backend_pid(wrapper) == first
+    assert fetch(wrapper, "SELECT to_regclass('pg_temp.left_open') IS NULL") is True
+    wrapper.close()
+
+
+def test_a_changed_session_setting_is_set_back_not_parked(pooled, created):
+    wrapper = pooled(min_size=0, max_size=1)
+    before = fetch(wrapper, "SHOW DateStyle")
+    with wrapper.cursor() as cursor:
+        cursor.execute("SET DateStyle TO 'German'")
+    end_request(wrapper)
+
+    assert fetch(wrapper, "SHOW DateStyle") == before
+    assert wrapper.pool.stats()["sessions_restored"] == 1
+    assert created == [wrapper, wrapper]  # borrowed anew, not taken back
+    wrapper.close()
+
+
+def test_an_atomic_block_open_at_request_end_is_not_parked(pooled):
+    wrapper = pooled(min_size=0, max_size=1)
+    wrapper.set_autocommit(False)  # as atomic() does; Django closes such a connection
+    backend_pid(wrapper)
+    end_request(wrapper)
+    assert wrapper._parked is None
+    assert wrapper.connection is None
+    assert wrapper.pool.in_use() == 0
+
+
+def test_a_parked_connection_due_a_check_is_checked(pooled, server):
+    wrapper = pooled(min_size=0, max_size=1, check=0.05)
+    first = backend_pid(wrapper)
+    end_request(wrapper)
+    server.terminate(first)
+    time.sleep(0.1)
+
+    assert backend_pid(wrapper) != first  # not taken back: pinged, found dead, replaced
+    assert wrapper.pool.stats()["connections_lost"] == 1
+    wrapper.close()
+
+
+def test_close_forgets_the_parked_connection(pooled, created):
+    wrapper = pooled(min_size=0, max_size=1)
+    backend_pid(wrapper)
+    end_request(wrapper)
+    wrapper.close()
+    backend_pid(wrapper)
+    assert created == [wrapper, wrapper]
+    wrapper.close()
+
+
+def test_a_parked_connection_of_a_closed_pool_is_not_taken_back(pooled):
+    wrapper = pooled(min_size=0, max_size=1)
+    first = backend_pid(wrapper)
+    end_request(wrapper)
+    old = wrapper.pool
+    wrapper.close_pool()
+
+    assert backend_pid(wrapper) != first
+    assert wrapper.pool is not old
+    wrapper.close()
+
+
+def test_a_thread_that_parked_then_ended_leaves_its_connection_to_others(pooled):
+    wrapper = pooled(min_size=0, max_size=1, timeout=0.5)
+    pids = []
+
+    def one_request():
+        mine = wrapper.copy()
+        pids.append(backend_pid(mine))
+        end_request(mine)
+
+    thread = threading.Thread(target=one_request)
+    thread.start()
+    thread.join()
+    assert backend_pid(wrapper) == pids[0]
+    assert wrapper.pool.stats()["connections_reclaimed"] == 0
+    wrapper.close()
+
+
+def test_eight_threads_on_two_connections_never_share_one(pooled):
+    wrapper = pooled(min_size=0, max_size=2, timeout=10.0)
+    errors, seen = [], []
+    lock = threading.Lock()
+    holders: dict[int, int] = {}
+
+    def requests(n: int) -> None:
+        mine = wrapper.copy()
+        try:
+            for i in range(30):
+                pid = backend_pid(mine)
+                with lock:
+                    assert holders.get(pid) is None, "one connection lent to two threads"
+                    holders[pid] = n
+                fetch(mine, f"SELECT {i}")
+                with lock:
+                    del holders[pid]
+                    seen.append(pid)
+                end_request(mine)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+        finally:
+            mine.close()
+
+    threads = [threading.Thread(target=requests, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(seen) == 8 * 30 and len(set(seen)) <= 2
+    assert wrapper.pool.in_use() == 0
