@@ -46,6 +46,8 @@ _UNKNOWN = TxStatus.UNKNOWN
 # Counter names the fast path uses, as module globals: one look-up instead of two.
 _REQUESTS_NUM = PoolStats.REQUESTS_NUM
 _REQUESTS_ERRORS = PoolStats.REQUESTS_ERRORS
+_DJANGO_REQUESTS = PoolStats.DJANGO_REQUESTS
+_REQUEST_BORROWS = PoolStats.REQUEST_BORROWS
 
 # A pool's maintenance round (closing idle and expired connections, reclaiming those of
 # exited threads, reporting leaks) comes at least this often, and at most this often so a
@@ -124,6 +126,8 @@ class _ConnectionRecord:
         "stack",
         "shared",
         "leak_reported",
+        "taken_back",
+        "stolen",
     )
 
     def __init__(self, conn: Any, baseline: tuple, created_at: float, expires_at: float) -> None:
@@ -140,6 +144,10 @@ class _ConnectionRecord:
         self.stack: Stack | None = None
         self.shared = False
         self.leak_reported: float | None = None  # borrowed_at of the borrow reported leaked
+        # Parking: taken back by its thread, not counted yet (counted under the lock at its
+        # next return); taken from another thread's parking, to reset before it is lent.
+        self.taken_back = False
+        self.stolen = False
 
 
 class _Waiter:
@@ -197,6 +205,7 @@ class ConnectionPool:
         "_settled",
         "_idle",
         "_borrowed",
+        "_parked",
         "_conns",
         "_waiting",
         "_nconns",
@@ -261,6 +270,10 @@ class ConnectionPool:
         # them "recently used" forever.
         self._idle: list[_ConnectionRecord] = []
         self._borrowed: dict[int, _ConnectionRecord] = {}
+        # Borrowed connections their threads parked at a request's end (see park()), by id().
+        # Taking one out is the claim, for its thread (take_back(), without the lock) or for a
+        # borrower who found none idle (under the lock): dict.pop is atomic, so one wins.
+        self._parked: dict[int, _ConnectionRecord] = {}
         # Every open connection by id(), wherever it is, from the moment connect() returns.
         self._conns: dict[int, Any] = {}
         self._waiting: deque[_Waiter] = deque()
@@ -421,6 +434,11 @@ class ConnectionPool:
 
     def _is_usable(self, record: _ConnectionRecord, now: float) -> bool:
         """Close the connection and return False if it expired or fails its check."""
+        if record.stolen:  # from another thread's parking: reset as on any return
+            record.stolen = False
+            if not self._reset(record, self._driver.status(record.conn)):
+                self._discard(record, PoolStats.RETURNS_BAD)
+                return False
         if now >= record.expires_at:
             self._discard(record)
             return False
@@ -461,7 +479,7 @@ class ConnectionPool:
 
     def _note_in_use(self) -> None:
         """Keep the peak of connections in use since the last history sample (under the lock)."""
-        in_use = self._nconns - len(self._idle)
+        in_use = self._nconns - len(self._idle) - len(self._parked)
         if in_use > self._stats.peak_in_use:
             self._stats.peak_in_use = in_use
 
@@ -472,8 +490,8 @@ class ConnectionPool:
             if self._closed:
                 self._counts[_REQUESTS_ERRORS] += 1
                 raise self._closed_error()
-            if self._idle:
-                record = self._idle.pop()
+            record = self._idle.pop() if self._idle else self._steal_parked()
+            if record is not None:
                 self._note_in_use()
                 return record
             if self._backoff.down:
@@ -565,9 +583,10 @@ class ConnectionPool:
             with self._lock:
                 if waiter.record is not None or waiter.error is not None:
                     return
-                if self._idle:
+                record = self._idle.pop() if self._idle else self._steal_parked()
+                if record is not None:
                     self._waiting.remove(waiter)
-                    waiter.record = self._idle.pop()
+                    waiter.record = record
                     while self._idle and self._waiting:  # any more left there: to the next
                         self._waiting.popleft().set(self._idle.pop())
                     self._note_in_use()
@@ -591,25 +610,14 @@ class ConnectionPool:
 
     def putconn(self, conn: Any) -> None:
         """Give back a borrowed connection: reuse it, reset it, or close it."""
-        self._put(conn, False, 0)
+        self._put(conn, True, 0)
 
-    def park(self, conn: Any, request_borrows: int = 0) -> _ConnectionRecord | None:
-        """Give back ``conn`` at a request's end, kept for its borrower's next request.
-
-        Returned as by ``putconn()``, but a clean connection nobody waits for goes to the
-        bottom of the idle stack, where other borrowers take it only when no other is idle.
-        Return a ticket for ``take_back()``, or None when it went back another way (reset,
-        closed, or handed to a waiter). ``request_borrows`` counts the request that ends, as
-        ``note_request()`` does, under the same lock.
-        """
-        return self._put(conn, True, request_borrows)
-
-    def _put(self, conn: Any, park: bool, request_borrows: int) -> _ConnectionRecord | None:
-        """Give back ``conn`` (see ``putconn()`` and ``park()``)."""
+    def _put(self, conn: Any, returned: bool, request_borrows: int) -> None:
+        """Give back ``conn``; ``returned`` as in _return_to_waiter_or_idle, see park()."""
         if self._pid != _pid:
             # A forked child must not close the parent's connection (that would end the
             # parent's session); the fork hook has detached it, the parent returns it.
-            return None
+            return
         status = self._driver.status(conn)
         # Read only when idle: a rollback may change it, and a broken connection may not know it.
         state = self._driver.session_state(conn) if status == _IDLE else None
@@ -618,12 +626,13 @@ class ConnectionPool:
             if now >= self._next_sample:
                 self._sample(now)
             if request_borrows:
-                self._counts[PoolStats.DJANGO_REQUESTS] += 1
-                self._counts[PoolStats.REQUEST_BORROWS] += request_borrows
+                self._count_request(request_borrows)
             record = self._borrowed.pop(id(conn), None)
             if record is None and not self._closed and status != _UNKNOWN:
                 raise self._not_lent_error(conn)
             if record is not None:
+                if record.taken_back:
+                    self._count_take_back(record)
                 self._holds.add((now - record.borrowed_at) * 1000.0)
                 if (
                     state == record.baseline  # so the status is IDLE, too
@@ -631,50 +640,124 @@ class ConnectionPool:
                     and not self._closed
                     and not self._discard_all
                 ):
-                    if park and not self._waiting:
-                        # At the bottom of the stack: borrowers pop the top, so they take
-                        # it only when no other is idle, and its own thread takes it back.
-                        record.returned_at = now
-                        record.borrower = record.stack = None
-                        record.shared = False
-                        self._idle.insert(0, record)
-                        return record
-                    self._return_to_waiter_or_idle(record, now)
-                    return None
+                    self._return_to_waiter_or_idle(record, now, returned)
+                    return
         self._putconn_slow(conn, record, status, now)
-        return None
 
-    def take_back(self, ticket: _ConnectionRecord) -> Any:
-        """Borrow again the connection ``park()`` gave a ticket for, if still idle and fresh.
+    # Parking (HikariCP's ConcurrentBag, in Django's terms): at a request's end the thread keeps
+    # its connection, and its next request takes it straight back; a borrower that finds no
+    # connection idle takes a parked one instead, reset as on any return.
 
-        Return None when it is gone (taken by another borrower, closed) or due a check: then
-        borrow with ``getconn()``. No reset: it comes back as its borrower left it, and it was
-        left with no transaction open and its session settings as the pool set them.
+    def park(self, conn: Any, request_borrows: int = 0) -> bool:
+        """At a request's end, keep ``conn`` for its borrower's next request (``take_back()``).
+
+        Parked only with no transaction open and nobody waiting; it stays as its borrower left
+        it (session settings included) until another borrower takes it. Return False when it
+        was given back as by ``putconn()`` instead, to the oldest waiter if any, with no bend
+        of fairness (the thread does not come straight back for it). ``request_borrows``
+        counts the request that ends (see ``note_request()``).
         """
-        record = ticket
+        if self._pid != _pid or self._driver.status(conn) != _IDLE:
+            self._put(conn, False, request_borrows)
+            return False
+        key = id(conn)
         now = monotonic()
         with self._lock:
+            record = self._borrowed.get(key)
             if (
-                now < record.expires_at
-                and now - record.returned_at < self._check_after
-                and record.checked_at > self._suspect_before
+                record is not None
+                and not self._waiting
+                and now < record.expires_at
+                and not self._closed
+                and not self._discard_all
             ):
-                try:
-                    self._idle.remove(record)
-                except ValueError:  # another borrower has it, or it was closed
-                    return None
                 if now >= self._next_sample:
                     self._sample(now)
-                self._counts[_REQUESTS_NUM] += 1
-                record.borrowed_at = now
-                record.borrower = _current_thread()
-                if self._leak_timeout is not None:
-                    record.stack = _borrower_stack()
-                self._borrowed[id(record.conn)] = record
-                self._wait_counts[0] += 1  # lent at once: a zero wait
-                self._note_in_use()
-                return record.conn
+                counts = self._counts
+                if request_borrows:
+                    counts[_DJANGO_REQUESTS] += 1
+                    counts[_REQUEST_BORROWS] += request_borrows
+                if record.taken_back:  # _count_take_back(), inlined
+                    record.taken_back = False
+                    counts[_REQUESTS_NUM] += 1
+                    self._wait_counts[0] += 1
+                self._holds.add((now - record.borrowed_at) * 1000.0)
+                record.returned_at = now
+                self._parked[key] = record
+                return True
+        self._put(conn, False, request_borrows)
+        return False
+
+    def take_back(self, conn: Any) -> bool:
+        """Lend ``conn`` again to the thread that parked it, if no other borrower took it.
+
+        Without the lock: taking it out of the parked map is the claim. False when another
+        borrower has it, the pool closed it, or it is due its check or expired (then it is
+        given back, for ``getconn()`` to check or replace): borrow with ``getconn()``.
+        """
+        record = self._parked.pop(id(conn), None)
+        if record is None:
+            return False
+        now = monotonic()
+        if (
+            now >= record.expires_at
+            or now - record.returned_at >= self._check_after
+            or record.checked_at <= self._suspect_before
+        ):
+            record.checked_at = float("-inf")  # so that getconn() checks it, as it would have
+            self.putconn(conn)
+            return False
+        # Its borrower stays the thread that parked it: a wrapper is its thread's own.
+        record.borrowed_at = now
+        if self._leak_timeout is not None:
+            record.stack = _borrower_stack()
+        record.taken_back = True  # counted as a borrow at its return, under the lock
+        return True
+
+    def _count_request(self, borrows: int) -> None:
+        """Count a Django request that borrowed ``borrows`` times (under the lock)."""
+        self._counts[_DJANGO_REQUESTS] += 1
+        self._counts[_REQUEST_BORROWS] += borrows
+
+    def _count_take_back(self, record: _ConnectionRecord) -> None:
+        """Count the borrow a take_back() made, lent at once (under the lock)."""
+        record.taken_back = False
+        self._counts[_REQUESTS_NUM] += 1
+        self._wait_counts[0] += 1
+
+    def _steal_parked(self) -> _ConnectionRecord | None:
+        """Claim a parked connection for a borrower that found none idle (under the lock)."""
+        while self._parked:
+            try:
+                key, record = self._parked.popitem()
+            except KeyError:  # its thread took the last one back meanwhile
+                return None
+            del self._borrowed[key]
+            record.stolen = True  # reset before it is lent (_is_usable)
+            return record
         return None
+
+    def _unpark_stale(self, now: float) -> list[_ConnectionRecord]:
+        """Claim the parked connections of exited threads, or parked past max_idle (under lock).
+
+        They go back on the idle stack once reset, where the usual rules close them.
+        """
+        stale_since = now - self._max_idle
+        claimed = []
+        for key, record in list(self._parked.items()):
+            stale = record.returned_at < stale_since or not record.borrower.is_alive()
+            if stale and self._parked.pop(key, None) is not None:
+                del self._borrowed[key]
+                claimed.append(record)
+        return claimed
+
+    def _give_back_unparked(self, records: list[_ConnectionRecord]) -> None:
+        """Reset claimed parked connections and put them back on the idle stack, or close them."""
+        for record in records:
+            if self._reset(record, self._driver.status(record.conn)):
+                self._give_back(record)
+            else:
+                self._discard(record, PoolStats.RETURNS_BAD)
 
     def _putconn_slow(
         self, conn: Any, record: _ConnectionRecord | None, status: TxStatus, now: float
@@ -936,11 +1019,13 @@ class ConnectionPool:
                 return
             doomed = self._pop_idle_to_close(now)
             orphans = self._pop_orphans()
+            unparked = self._unpark_stale(now)
             leaks = self._note_leaks(now)
             self._maybe_grow()
             self._plan_retry(now)
         self._warn_of_leaks(leaks)
         self._reclaim(orphans)
+        self._give_back_unparked(unparked)
         for record in doomed:
             self._discard(record)
 
@@ -951,14 +1036,9 @@ class ConnectionPool:
             self._idle = [record for record in self._idle if now < record.expires_at]
         surplus = self._nconns - len(doomed) - self._min_size
         stale = now - self._max_idle
-        # Mostly the bottom of the stack, but parked connections go there too (_park).
-        unused = sorted(
-            (record for record in self._idle if record.returned_at < stale),
-            key=lambda record: record.returned_at,
-        )[: max(surplus, 0)]
-        if unused:
-            self._idle = [record for record in self._idle if record not in unused]
-            doomed += unused
+        while surplus > 0 and self._idle and self._idle[0].returned_at < stale:
+            doomed.append(self._idle.pop(0))
+            surplus -= 1
         return doomed
 
     def _pop_orphans(self) -> list[_ConnectionRecord]:
@@ -966,10 +1046,14 @@ class ConnectionPool:
         orphans = [
             record
             for record in self._borrowed.values()
-            if not record.shared and not record.borrower.is_alive()
+            if not record.shared
+            and not record.borrower.is_alive()
+            and id(record.conn) not in self._parked  # those are _unpark_stale()'s
         ]
         for record in orphans:
             del self._borrowed[id(record.conn)]
+            if record.taken_back:
+                self._count_take_back(record)
         return orphans
 
     def _reclaim(self, orphans: list[_ConnectionRecord]) -> None:
@@ -986,8 +1070,10 @@ class ConnectionPool:
         if self._leak_timeout is None:
             return []
         leaks = []
-        for record in self._borrowed.values():
+        for key, record in self._borrowed.items():
             held = now - record.borrowed_at
+            if key in self._parked:
+                continue  # given back at a request's end, not held
             if held >= self._leak_timeout and record.leak_reported != record.borrowed_at:
                 record.leak_reported = record.borrowed_at
                 leaks.append((record.borrower.name, held, record.stack))
@@ -1008,7 +1094,7 @@ class ConnectionPool:
             if self._closed:
                 return
             self._closed = True
-            idle, self._idle = self._idle, []
+            idle, self._idle = self._idle + self._claim_parked(), []
             self._nconns -= len(idle)
             for record in idle:
                 del self._conns[id(record.conn)]
@@ -1026,10 +1112,17 @@ class ConnectionPool:
     def close_idle(self) -> int:
         """Close the idle connections now (the pool refills to min_size); return how many."""
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle, self._idle = self._idle + self._claim_parked(), []
         for record in idle:
             self._discard(record)
         return len(idle)
+
+    def _claim_parked(self) -> list[_ConnectionRecord]:
+        """Claim every parked connection, to close it (under the lock)."""
+        claimed = []
+        while (record := self._steal_parked()) is not None:
+            claimed.append(record)
+        return claimed
 
     def recycle(self) -> int:
         """Replace every connection: idle ones now, borrowed ones when they come back.
@@ -1053,6 +1146,7 @@ class ConnectionPool:
         self._settled = threading.Condition(self._lock)
         self._log = PoolLog(self._label)
         self._closed = True
+        self._parked = {}  # never taken back here: the parent's
         # Every one: idle, borrowed, and those in a thread's hands at the fork (being
         # opened, checked or reset), which that thread's objects may still reference.
         for conn in list(self._conns.values()):
@@ -1074,12 +1168,12 @@ class ConnectionPool:
         return self._nconns + self._requested
 
     def available(self) -> int:
-        """Return the number of idle connections."""
-        return len(self._idle)
+        """Return the number of idle connections, parked ones included."""
+        return len(self._idle) + len(self._parked)
 
     def in_use(self) -> int:
         """Return the number of open connections that are not idle."""
-        return self._nconns - len(self._idle)
+        return self._nconns - len(self._idle) - len(self._parked)
 
     def waiting(self) -> int:
         """Return the number of borrowers waiting for a connection."""
@@ -1144,7 +1238,7 @@ class ConnectionPool:
         """Close the history slots ended by ``now`` (under the lock, past _next_sample)."""
         self._see_busy()
         self._next_sample = self._stats.sample(
-            now, self.in_use(), len(self._idle), len(self._waiting)
+            now, self.in_use(), self.available(), len(self._waiting)
         )
 
     def _see_busy(self) -> None:
@@ -1154,7 +1248,9 @@ class ConnectionPool:
         a low share means borrowers hold connections while doing something else.
         """
         held = busy = 0
-        for record in self._borrowed.values():
+        for key, record in self._borrowed.items():
+            if key in self._parked:
+                continue  # given back at a request's end, not held
             held += 1
             busy += self._driver.status(record.conn) == _ACTIVE
         self._counts[PoolStats.HELD_SEEN] += held

@@ -21,6 +21,13 @@ def end_request(wrapper) -> None:
     wrapper.close_if_unusable_or_obsolete()
 
 
+def serving(wrapper):
+    """Have ``wrapper`` serve a first request: a thread parks from its second request on."""
+    backend_pid(wrapper)
+    end_request(wrapper)
+    return wrapper
+
+
 def fetch(wrapper, sql: str):
     with wrapper.cursor() as cursor:
         cursor.execute(sql)
@@ -41,7 +48,8 @@ def created():
 
 
 def test_the_next_request_takes_its_parked_connection_back(pooled, created):
-    wrapper = pooled(min_size=0, max_size=2)
+    wrapper = serving(pooled(min_size=0, max_size=2))
+    created.clear()
     first = backend_pid(wrapper)
     end_request(wrapper)
 
@@ -62,7 +70,7 @@ def test_the_next_request_takes_its_parked_connection_back(pooled, created):
 
 
 def test_another_thread_takes_a_parked_connection_when_no_other_is_idle(pooled):
-    owner = pooled(min_size=0, max_size=1, timeout=0.3)
+    owner = serving(pooled(min_size=0, max_size=1, timeout=0.3))
     parked = backend_pid(owner)
     end_request(owner)
     other = owner.copy()
@@ -82,7 +90,7 @@ def test_another_thread_takes_a_parked_connection_when_no_other_is_idle(pooled):
 
 
 def test_borrowers_take_an_unparked_idle_connection_first(pooled):
-    owner = pooled(min_size=0, max_size=2)
+    owner = serving(pooled(min_size=0, max_size=2))
     other = owner.copy()
     mine, theirs = backend_pid(owner), backend_pid(other)
     end_request(owner)  # parked
@@ -96,7 +104,7 @@ def test_borrowers_take_an_unparked_idle_connection_first(pooled):
 
 
 def test_a_waiting_borrower_gets_the_connection_at_request_end(pooled):
-    owner = pooled(min_size=0, max_size=1, timeout=5.0)
+    owner = serving(pooled(min_size=0, max_size=1, timeout=5.0))
     held = backend_pid(owner)
     got = []
     waiter = threading.Thread(target=lambda: got.append(backend_pid(owner.copy())))
@@ -113,7 +121,7 @@ def test_a_waiting_borrower_gets_the_connection_at_request_end(pooled):
 
 
 def test_a_connection_left_in_a_transaction_is_rolled_back_not_parked(pooled, server):
-    wrapper = pooled(min_size=0, max_size=1)
+    wrapper = serving(pooled(min_size=0, max_size=1))
     first = backend_pid(wrapper)
     with wrapper.cursor() as cursor:
         cursor.execute("BEGIN")  # behind Django's back: it believes it is in autocommit
@@ -129,21 +137,27 @@ def test_a_connection_left_in_a_transaction_is_rolled_back_not_parked(pooled, se
     wrapper.close()
 
 
-def test_a_changed_session_setting_is_set_back_not_parked(pooled, created):
-    wrapper = pooled(min_size=0, max_size=1)
-    before = fetch(wrapper, "SHOW DateStyle")
-    with wrapper.cursor() as cursor:
+def test_a_parked_session_is_its_thread_s_and_set_back_for_another(pooled, created):
+    owner = serving(pooled(min_size=0, max_size=1))
+    created.clear()
+    before = fetch(owner, "SHOW DateStyle")
+    with owner.cursor() as cursor:
         cursor.execute("SET DateStyle TO 'German'")
-    end_request(wrapper)
+    end_request(owner)
 
-    assert fetch(wrapper, "SHOW DateStyle") == before
-    assert wrapper.pool.stats()["sessions_restored"] == 1
-    assert created == [wrapper, wrapper]  # borrowed anew, not taken back
-    wrapper.close()
+    # Its own thread gets it back as it left it, as with a persistent connection...
+    assert fetch(owner, "SHOW DateStyle") == "German, DMY"
+    end_request(owner)
+    other = owner.copy()
+    # ...another borrower gets it reset, as on any return.
+    assert fetch(other, "SHOW DateStyle") == before
+    assert owner.pool.stats()["sessions_restored"] == 1
+    assert created == [owner, other]
+    other.close()
 
 
 def test_an_atomic_block_open_at_request_end_is_not_parked(pooled):
-    wrapper = pooled(min_size=0, max_size=1)
+    wrapper = serving(pooled(min_size=0, max_size=1))
     wrapper.set_autocommit(False)  # as atomic() does; Django closes such a connection
     backend_pid(wrapper)
     end_request(wrapper)
@@ -153,7 +167,7 @@ def test_an_atomic_block_open_at_request_end_is_not_parked(pooled):
 
 
 def test_a_parked_connection_due_a_check_is_checked(pooled, server):
-    wrapper = pooled(min_size=0, max_size=1, check=0.05)
+    wrapper = serving(pooled(min_size=0, max_size=1, check=0.05))
     first = backend_pid(wrapper)
     end_request(wrapper)
     server.terminate(first)
@@ -165,7 +179,8 @@ def test_a_parked_connection_due_a_check_is_checked(pooled, server):
 
 
 def test_close_forgets_the_parked_connection(pooled, created):
-    wrapper = pooled(min_size=0, max_size=1)
+    wrapper = serving(pooled(min_size=0, max_size=1))
+    created.clear()
     backend_pid(wrapper)
     end_request(wrapper)
     wrapper.close()
@@ -175,7 +190,7 @@ def test_close_forgets_the_parked_connection(pooled, created):
 
 
 def test_a_parked_connection_of_a_closed_pool_is_not_taken_back(pooled):
-    wrapper = pooled(min_size=0, max_size=1)
+    wrapper = serving(pooled(min_size=0, max_size=1))
     first = backend_pid(wrapper)
     end_request(wrapper)
     old = wrapper.pool
@@ -190,17 +205,36 @@ def test_a_thread_that_parked_then_ended_leaves_its_connection_to_others(pooled)
     wrapper = pooled(min_size=0, max_size=1, timeout=0.5)
     pids = []
 
-    def one_request():
-        mine = wrapper.copy()
+    def two_requests():
+        mine = serving(wrapper.copy())
         pids.append(backend_pid(mine))
         end_request(mine)
+        pids.append(mine._parked is not None)
+
+    thread = threading.Thread(target=two_requests)
+    thread.start()
+    thread.join()
+    assert pids[1] is True, "the second request's end parks"
+    assert backend_pid(wrapper) == pids[0]
+    assert wrapper.pool.stats()["connections_reclaimed"] == 0
+    wrapper.close()
+
+
+def test_a_thread_made_for_one_request_gives_its_connection_back(pooled):
+    wrapper = pooled(min_size=0, max_size=2)
+    parked = []
+
+    def one_request():  # as runserver and the ASGI handler run a request
+        mine = wrapper.copy()
+        backend_pid(mine)
+        end_request(mine)
+        parked.append(mine._parked)
 
     thread = threading.Thread(target=one_request)
     thread.start()
     thread.join()
-    assert backend_pid(wrapper) == pids[0]
-    assert wrapper.pool.stats()["connections_reclaimed"] == 0
-    wrapper.close()
+    assert parked == [None]
+    assert wrapper.pool.available() == 1
 
 
 def test_eight_threads_on_two_connections_never_share_one(pooled):

@@ -1003,70 +1003,123 @@ def test_idle_pool_shrinks_in_the_background(make_pool):
     assert pool.available() == 1
 
 
-# Parking: given back at a request's end, kept for the same borrower's next request
+# Parking: kept at a request's end for the same thread's next request, or for anyone in need
 
 
-def test_a_parked_connection_is_taken_back_by_its_ticket(make_pool):
+def test_a_parked_connection_is_taken_back_by_its_thread(make_pool):
     pool = make_pool(max_size=2)
     conn = pool.getconn()  # queued: min_size is 0
-    ticket = pool.park(conn, request_borrows=3)
+    assert pool.park(conn, request_borrows=3) is True
     assert (pool.in_use(), pool.available()) == (0, 1)
-    assert pool.take_back(ticket) is conn
+    assert pool.take_back(conn) is True
     assert pool.in_use() == 1
+    assert pool.take_back(conn) is False  # taken once only
     pool.putconn(conn)
     stats = pool.stats()
     assert (stats["requests_num"], stats["requests_queued"]) == (2, 1)
     assert (stats["django_requests"], stats["request_borrows"]) == (1, 3)
 
 
-def test_borrowers_take_a_parked_connection_last(make_pool):
+def test_borrowers_take_a_parked_connection_last_and_reset(make_pool):
     pool = make_pool(max_size=2)
     parked, other = pool.getconn(), pool.getconn()
-    ticket = pool.park(parked)
+    parked.set("DateStyle", "German")  # its thread's own business while parked
+    assert pool.park(parked)
     pool.putconn(other)
     assert pool.getconn() is other
-    assert pool.getconn() is parked  # the only one idle: taken, no wait
-    assert pool.take_back(ticket) is None  # and never lent twice
+    assert pool.getconn() is parked  # none idle: taken from the parking, with no wait
+    assert parked.session == DEFAULT_SESSION  # reset as on any return
+    assert pool.take_back(parked) is False  # never lent twice
+    assert pool.stats()["requests_queued"] == 2  # the two first borrows only
 
 
-def test_a_parked_connection_is_not_taken_back_once_expired_or_due_a_check(make_pool):
+def test_a_parked_connection_expired_or_due_a_check_is_not_taken_back(make_pool):
     expiring = make_pool(max_lifetime=0.05)
-    ticket = expiring.park(expiring.getconn())
+    conn = expiring.getconn()
+    expiring.park(conn)
     time.sleep(0.1)
-    assert expiring.take_back(ticket) is None
+    assert expiring.take_back(conn) is False
+    assert conn.closed
     checked = make_pool(check=0.01)
     conn = checked.getconn()
-    ticket = checked.park(conn)
+    checked.park(conn)
     time.sleep(0.05)
-    assert checked.take_back(ticket) is None
-    assert checked.getconn() is conn and conn.pings == 1  # the normal path checks it
+    assert checked.take_back(conn) is False
+    assert checked.getconn() is conn and conn.pings == 1  # checked, as it was due
 
 
-def test_a_connection_is_parked_only_if_clean_and_nobody_waits(make_pool):
+def test_a_connection_is_parked_only_in_no_transaction_and_when_nobody_waits(make_pool):
     pool = make_pool(max_size=1, timeout=5.0)
     conn = pool.getconn()
     conn.status = TxStatus.INTRANS
-    assert pool.park(conn) is None and conn.rollbacks == 1
-    conn = pool.getconn()
-    conn.set("DateStyle", "German")
-    assert pool.park(conn) is None and conn.session == DEFAULT_SESSION
+    assert pool.park(conn) is False and conn.rollbacks == 1
     conn = pool.getconn()
     results = []
     waiter = borrow_in_thread(pool, results)
     assert wait_until(lambda: pool.waiting() == 1)
-    assert pool.park(conn) is None  # handed over, not parked
+    assert pool.park(conn) is False  # handed over at once
     waiter.join(5)
     assert results == [conn]
 
 
-def test_stale_idle_connections_above_a_parked_one_are_closed(make_pool):
+def test_a_waiter_takes_a_connection_parked_after_it_queued(make_pool):
+    pool = make_pool(max_size=1, timeout=5.0)
+    conn = pool.getconn()
+    results = []
+    waiter = borrow_in_thread(pool, results)
+    assert wait_until(lambda: pool.waiting() == 1)
+    # What park() does when it looked at the queue just before the waiter joined it.
+    pool._parked[id(conn)] = pool._borrowed[id(conn)]
+    waiter.join(5)
+    assert results == [conn]  # found at one of its looks, a few milliseconds later
+
+
+def test_parked_connections_of_exited_threads_go_back_reset(make_pool):
+    pool = make_pool(max_size=2, max_idle=0.2)  # a maintenance round every 0.1 s
+
+    def one_request():
+        conn = pool.getconn()
+        conn.set("DateStyle", "German")
+        pool.park(conn)
+
+    thread = start(one_request)
+    thread.join()
+    assert wait_until(lambda: pool.stats()["sessions_restored"] == 1, timeout=3)
+    assert (pool.in_use(), pool.available()) == (0, 1)
+
+
+@pytest.mark.timing
+def test_a_connection_parked_past_max_idle_is_closed(make_pool):
     pool = make_pool(min_size=0, max_size=2, max_idle=0.05)
-    stale, parked = pool.getconn(), pool.getconn()
-    pool.putconn(stale)
-    time.sleep(0.1)
-    ticket = pool.park(parked)  # fresh, at the bottom of the stack
-    assert wait_until(lambda: stale.closed, timeout=3)
-    assert pool.take_back(ticket) is parked
+    conn = pool.getconn()
+    pool.park(conn)
+    assert wait_until(lambda: conn.closed, timeout=3)
+    assert pool.take_back(conn) is False
+    assert pool.size() == 0
+
+
+def test_closing_the_pool_closes_parked_connections(make_pool):
+    pool = make_pool(max_size=2)
+    conn = pool.getconn()
+    pool.park(conn)
+    assert pool.close_idle() == 1 and conn.closed
+    conn = pool.getconn()
+    pool.park(conn)
+    pool.close()
+    assert conn.closed
+    assert pool.take_back(conn) is False
+
+
+def test_a_parked_connection_is_neither_leaked_nor_held(make_pool, rounds):
+    pool = make_pool(max_size=1, leak_timeout=0.05)
+    conn = pool.getconn()
+    pool.park(conn)
+    seen = rounds[pool.name]
+    assert wait_until(lambda: rounds[pool.name] >= seen + 3, timeout=3)
+    assert pool.stats()["connections_leaked"] == 0
+    assert pool.take_back(conn) is True
+    assert wait_until(lambda: pool.stats()["connections_leaked"] == 1, timeout=3)
+    pool.putconn(conn)
 
 
 # Garbage collection

@@ -113,9 +113,13 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self._holds = 0  # open hold() blocks
         self._request_borrows = 0  # borrows since the last request boundary, for the stats
         self._pool: ConnectionPool | None = None  # the pool last resolved, while it serves
-        # The ticket of the connection parked at the last request's end, for the next
-        # request to take back without Django's close() and connect() (see park()).
+        # The connection parked at the last request's end, for the next request to take back
+        # without Django's close() and connect() (see _park()).
         self._parked = None
+        # Set at the first request's end: a thread that serves more than one request parks.
+        # One made for a single request (runserver's, the ASGI handler's per-request thread)
+        # never comes back for its connection, so it gives it back instead.
+        self._serves_requests = False
 
     @property
     def pool_options(self):
@@ -372,28 +376,31 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def close(self) -> None:
         """Close (give back) the connection; the next query connects afresh."""
         self._released = False
-        self._parked = None
+        if self._parked is not None:
+            self._unpark()
         super().close()
 
     def close_if_unusable_or_obsolete(self) -> None:
         """At a request's start and end: count the request's borrows, then park or close."""
         borrows, self._request_borrows = self._request_borrows, 0
         self._released = False
-        if self.connection is not None and self._park(borrows):
-            return
+        if self.connection is not None:
+            if self._serves_requests and self._park(borrows):
+                return
+            self._serves_requests = True
         if borrows:
             pool = self.pool
             if pool is not None:
                 pool.note_request(borrows)
         super().close_if_unusable_or_obsolete()
 
-    # Parking: at a request's end a clean connection goes back to the pool, but the wrapper
-    # keeps a ticket, and the next request on this thread takes the same connection back with
-    # no close() and connect() (HikariCP's ConcurrentBag does the like with a thread-local
-    # list). Other borrowers take a parked connection only when no other is idle.
+    # Parking: at a request's end a clean connection stays with the wrapper, parked in the pool,
+    # and the thread's next request takes it straight back, with no close() and connect()
+    # (HikariCP's ConcurrentBag does the like with a thread-local list). A borrower that finds
+    # no connection idle takes a parked one, reset as on any return.
 
     def _park(self, request_borrows: int) -> bool:
-        """Give the connection back, keeping a ticket to take it back; False if it may not."""
+        """Park or give back the connection at a request's end; False if Django must close it."""
         pool = self._borrowed_from
         if (
             pool is None
@@ -411,17 +418,18 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self._borrowed_from = None
         self.run_on_commit = []
         with self.wrap_database_errors:
-            self._parked = pool.park(connection, request_borrows)
+            if pool.park(connection, request_borrows):
+                self._parked = connection
         return True
 
     def _take_back(self) -> bool:
         """Take back the connection parked at the last request's end, if the pool still has it."""
-        ticket, self._parked = self._parked, None
-        pool = self._pool
-        if _recording() is not None or pool is None or not pool.serves_here():
-            return False  # the toolbar records a full borrow; or a closed or inherited pool
-        connection = pool.take_back(ticket)
-        if connection is None:
+        if _recording() is not None:  # the toolbar records a borrow from the pool
+            self._unpark()
+            return False
+        connection, self._parked = self._parked, None
+        pool = self._pool  # the pool that parked it: if it closed, or is inherited, it says no
+        if not pool.take_back(connection):
             return False
         # What connect() sets, where parking did not leave it so: no transaction, no hooks.
         self.connection = connection
@@ -429,6 +437,13 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self._request_borrows += 1
         self.health_check_done = True  # the pool checks a connection before lending it
         return True
+
+    def _unpark(self) -> None:
+        """Give the parked connection back for good (if no other borrower took it meanwhile)."""
+        connection, self._parked = self._parked, None
+        if self._pool.take_back(connection):
+            with self.wrap_database_errors:
+                self._pool.putconn(connection)
 
 
 def _abandon_borrowed_after_fork() -> None:
