@@ -610,10 +610,10 @@ class ConnectionPool:
 
     def putconn(self, conn: Any) -> None:
         """Give back a borrowed connection: reuse it, reset it, or close it."""
-        self._put(conn, True, 0)
+        self._put(conn, 0)
 
-    def _put(self, conn: Any, returned: bool, request_borrows: int) -> None:
-        """Give back ``conn``; ``returned`` as in _return_to_waiter_or_idle, see park()."""
+    def _put(self, conn: Any, request_borrows: int) -> None:
+        """Give back ``conn``, counting the request that ends if ``request_borrows``."""
         if self._pid != _pid:
             # A forked child must not close the parent's connection (that would end the
             # parent's session); the fork hook has detached it, the parent returns it.
@@ -640,7 +640,7 @@ class ConnectionPool:
                     and not self._closed
                     and not self._discard_all
                 ):
-                    self._return_to_waiter_or_idle(record, now, returned)
+                    self._return_to_waiter_or_idle(record, now)
                     return
         self._putconn_slow(conn, record, status, now)
 
@@ -653,12 +653,13 @@ class ConnectionPool:
 
         Parked only with no transaction open and nobody waiting; it stays as its borrower left
         it (session settings included) until another borrower takes it. Return False when it
-        was given back as by ``putconn()`` instead, to the oldest waiter if any, with no bend
-        of fairness (the thread does not come straight back for it). ``request_borrows``
-        counts the request that ends (see ``note_request()``).
+        was given back as by ``putconn()`` instead: with borrowers waiting, a thread that asks
+        next takes it from the idle stack with no thread switch, or after 1 ms the oldest
+        waiter gets it. ``request_borrows`` counts the request that ends (see
+        ``note_request()``).
         """
         if self._pid != _pid or self._driver.status(conn) != _IDLE:
-            self._put(conn, False, request_borrows)
+            self._put(conn, request_borrows)
             return False
         key = id(conn)
         now = monotonic()
@@ -685,7 +686,7 @@ class ConnectionPool:
                 record.returned_at = now
                 self._parked[key] = record
                 return True
-        self._put(conn, False, request_borrows)
+        self._put(conn, request_borrows)
         return False
 
     def take_back(self, conn: Any) -> bool:
