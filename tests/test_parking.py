@@ -13,6 +13,7 @@ import pytest
 from django.db import OperationalError
 from django.db.backends.signals import connection_created
 
+from django_pool import borrows
 from django_pool.errors import PoolTimeout
 from tests.test_backend import backend_pid
 
@@ -268,4 +269,20 @@ def test_eight_threads_on_two_connections_never_share_one(pooled):
         thread.join()
     assert errors == []
     assert len(seen) == 8 * 30 and len(set(seen)) <= 2
+    assert wrapper.pool.in_use() == 0
+
+
+def test_while_the_toolbar_records_a_parked_connection_is_borrowed_anew(pooled):
+    wrapper = serving(pooled(min_size=0, max_size=1))
+    first = backend_pid(wrapper)
+    end_request(wrapper)
+    recorder = borrows.BorrowRecorder()
+    token = borrows.start(recorder)
+    try:
+        assert backend_pid(wrapper) == first  # given back, then borrowed (and recorded)
+        end_request(wrapper)  # the panel records its return: given back, not parked
+    finally:
+        borrows.stop(token)
+    assert [borrow.alias for borrow in recorder.borrows] == [wrapper.alias]
+    assert wrapper._parked is None
     assert wrapper.pool.in_use() == 0

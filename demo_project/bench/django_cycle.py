@@ -8,8 +8,10 @@ so a change to the borrow path can be measured exactly:
         .venv/bin/python -m demo_project.bench.django_cycle 1000
     (the same with 6000; instructions per cycle = (total at 6000 - total at 1000) / 5000)
 
-A second argument picks the alias: ``native`` (Django's pool) or ``persistent``
-(``ensure_connection(); close_old_connections()`` on a kept connection).
+A second argument picks the cycle: ``native`` (Django's pool, with ``close()``),
+``persistent`` (``ensure_connection(); close_old_connections()`` on a kept connection), or
+``django_pool_request`` and ``persistent_own``, a request's cycle on that alias alone
+(``ensure_connection(); close_if_unusable_or_obsolete()``: django_pool parks and takes back).
 
 Run it in two checkouts (``git worktree add``) to compare revisions.
 """
@@ -21,11 +23,19 @@ import sys
 from demo_project.bench import micro
 from demo_project.devdb import database_settings
 
+# A request's cycle on one alias alone -> that alias.
+OWN_ALIAS = {"django_pool_request": "django_pool", "persistent_own": "persistent"}
+
 
 def main() -> None:
     micro.configure_django(database_settings(micro.DB_NAME))
-    alias = sys.argv[2] if len(sys.argv) > 2 else "django_pool"
-    loop = micro.persistent_loop() if alias == "persistent" else micro.django_loop(alias)
+    name = sys.argv[2] if len(sys.argv) > 2 else "django_pool"
+    if name == "persistent":
+        loop = micro.persistent_loop()
+    elif name in OWN_ALIAS:
+        loop = micro.request_loop(OWN_ALIAS[name], every_alias=False)
+    else:
+        loop = micro.django_loop(name)
     loop(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
 
 

@@ -326,17 +326,19 @@ def django_loop(alias: str) -> Loop:
     return loop
 
 
-def persistent_loop(every_alias: bool = True) -> Loop:
-    """Return a loop of ``ensure_connection(); close_old_connections()`` on a kept connection.
+def request_loop(alias: str = "persistent", every_alias: bool = True) -> Loop:
+    """Return a loop of ``ensure_connection(); close_old_connections()``: a request's cycle.
 
-    What a request costs with persistent connections: the connection stays, Django only checks
-    at the request's end whether to close it. ``close_old_connections()`` looks at every alias
-    in DATABASES (five here); with ``every_alias=False`` the loop checks its own alias only.
+    What Django does around a request: the first query ensures a connection, and the request's
+    end runs ``close_old_connections()``. Persistent connections stay; Django only checks
+    whether to close them. django_pool parks its connection and takes it back. That looks at
+    every alias in DATABASES (five here); with ``every_alias=False`` the loop checks its own
+    alias only.
     """
     from django.db import close_old_connections, connections
 
     def loop(n: int) -> None:
-        connection = connections["persistent"]
+        connection = connections[alias]
         end = close_old_connections if every_alias else connection.close_if_unusable_or_obsolete
         for _ in range(n):
             connection.ensure_connection()
@@ -345,28 +347,36 @@ def persistent_loop(every_alias: bool = True) -> Loop:
     return loop
 
 
+def persistent_loop(every_alias: bool = True) -> Loop:
+    """Return ``request_loop()`` on the persistent connection."""
+    return request_loop("persistent", every_alias)
+
+
 def bench_django(n: int, budget: float) -> list[dict]:
     """Return a row per Django configuration: µs per borrow + return through Django."""
     from django.db import connections
 
     rows = []
-    for alias, label, ours in (
-        ("django_pool", "django_pool ENGINE", True),
-        ("native", "Django native pool (psycopg_pool)", False),
+    for name, label, ours in (
+        ("django_pool", "django_pool ENGINE, close()", True),
+        ("native", "Django native pool (psycopg_pool), close()", False),
+        ("django_pool_request", "django_pool ENGINE, close_old_connections()", True),
         ("persistent", "persistent connection, close_old_connections()", False),
+        ("django_pool_request_own", "django_pool ENGINE, its own alias checked", True),
         ("persistent_own", "persistent connection, its own alias checked", False),
     ):
-        if alias.startswith("persistent"):
-            loop = persistent_loop(every_alias=alias == "persistent")
+        alias = name.removesuffix("_own").removesuffix("_request")
+        if name.endswith(("_request", "_own")) or name == "persistent":
+            loop = request_loop(alias, every_alias=not name.endswith("_own"))
         else:
             loop = django_loop(alias)
         loop(1000)
         count = sized(loop, n, budget)
         one = per_op_us(loop, count)
         many = per_op_us(loop, max(50, count // THREADS), THREADS)
-        rows.append({"name": label, "alias": alias, "ours": ours, "one_us": one, "many_us": many})
-        connections[alias.removesuffix("_own")].close()
-        connections[alias.removesuffix("_own")].close_pool()
+        rows.append({"name": label, "alias": name, "ours": ours, "one_us": one, "many_us": many})
+        connections[alias].close()
+        connections[alias].close_pool()
     unpooled = django_loop("unpooled")
     rows.append(
         {
