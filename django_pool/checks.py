@@ -37,6 +37,8 @@ _OPTION_HINTS = {
     "reset": 'Use "rollback" (roll back an open transaction) or "discard" (DISCARD ALL).',
     "release": 'Use "request" (hold a connection from the first query to the end of the '
     'request) or "transaction" (give it back whenever no transaction is open).',
+    "park": "Use True (keep a connection for its thread's next request) or False (give it "
+    "back at every request's end).",
     "name": "Use a non-empty string, or None for the alias.",
 }
 

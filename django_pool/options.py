@@ -27,6 +27,8 @@ class PoolConfig:
     # "request": a borrowed connection goes back when Django closes it (the request ends);
     # "transaction": as soon as the wrapper is outside any transaction with no cursor open.
     release: str = REQUEST
+    # At a request's end, keep a clean connection for the thread's next request (parking).
+    park: bool = True
     leak_timeout: float | None = None
     name: str | None = None
 
@@ -119,6 +121,8 @@ def _check_value(key: str, value: Any) -> Problem | None:
         return Problem(
             "value", key, f'\'release\' must be "request" or "transaction", got {value!r}.'
         )
+    if key == "park" and not isinstance(value, bool):
+        return Problem("type", key, f"'park' must be True or False, got {value!r}.")
     if key == "name" and value is not None and not (isinstance(value, str) and value):
         return Problem("type", key, f"'name' must be a non-empty string, got {value!r}.")
     return None

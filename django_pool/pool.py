@@ -69,6 +69,7 @@ _CONFIG_KEYS = (
     "check",
     "reset",
     "release",
+    "park",
     "leak_timeout",
 )
 

@@ -53,6 +53,7 @@ def ids_for(**databases) -> list[str]:
         ({"timeout": 0}, ["django_pool.E003"]),
         ({"max_lifetime": -5.0}, ["django_pool.E003"]),
         ({"reset": "truncate"}, ["django_pool.E003"]),
+        ({"park": "yes"}, ["django_pool.E002"]),
         ({"min_size": 5, "max_size": 2}, ["django_pool.E004"]),
     ],
 )

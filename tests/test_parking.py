@@ -286,3 +286,15 @@ def test_while_the_toolbar_records_a_parked_connection_is_borrowed_anew(pooled):
     assert [borrow.alias for borrow in recorder.borrows] == [wrapper.alias]
     assert wrapper._parked is None
     assert wrapper.pool.in_use() == 0
+
+
+def test_park_false_gives_the_connection_back_at_every_request_end(pooled, created):
+    wrapper = serving(pooled(min_size=0, max_size=1, park=False))
+    created.clear()
+    backend_pid(wrapper)
+    end_request(wrapper)
+    assert wrapper._parked is None
+    backend_pid(wrapper)
+    assert created == [wrapper, wrapper]
+    assert wrapper.pool.snapshot()["config"]["park"] is False
+    wrapper.close()

@@ -404,6 +404,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         pool = self._borrowed_from
         if (
             pool is None
+            or not pool.config.park
             or self.connection.__class__ is LentConnection  # release="transaction"
             or self._borrow is not None  # the toolbar records this borrow's end
             or self.in_atomic_block
