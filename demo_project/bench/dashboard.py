@@ -54,6 +54,7 @@ def busy_pools() -> dict[str, Any]:
     from django_pool.drivers import TxStatus
     from django_pool.options import PoolConfig
     from django_pool.pool import ConnectionPool
+    from django_pool.stats import POINT_KEYS
 
     class Driver:
         def status(self, conn: Any) -> int:
@@ -73,10 +74,18 @@ def busy_pools() -> dict[str, Any]:
         history = pool._stats.history
         for slot in range(history._rows.maxlen):
             busy = (slot * 7 + number) % 10
-            history._rows.append(
-                (history._t - (360 - slot) * 10, busy, 10 - busy, busy // 3, 12.5 * busy)
-                + (float(busy), 3.5, 0, 0, busy % 2, 0, 0, 0, 0)
-            )
+            point = {
+                "t": history._t - (360 - slot) * 10,
+                "in_use": busy,
+                "idle": 10 - busy,
+                "waiting": busy // 3,
+                "borrows_per_s": 12.5 * busy,
+                "wait_p95_ms": float(busy),
+                "hold_ms": 3.5,
+                "errors": busy % 2,
+            }
+            # Every key a point has, in its order: the counters added later read 0.
+            history._rows.append(tuple(point.get(key, 0) for key in POINT_KEYS))
         pools[alias] = pool
     return pools
 
