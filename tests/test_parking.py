@@ -121,6 +121,34 @@ def test_a_waiting_borrower_gets_the_connection_at_request_end(pooled):
     assert owner._parked is None  # handed over, not parked: the next request borrows anew
 
 
+def test_given_back_clean_the_next_borrow_skips_connect(pooled, created, monkeypatch):
+    owner = serving(pooled(min_size=0, max_size=1, timeout=5.0))
+    backend_pid(owner)
+
+    def wait_then_close() -> None:
+        other = owner.copy()
+        backend_pid(other)
+        other.close()
+
+    waiter = threading.Thread(target=wait_then_close)
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while owner.pool.waiting() == 0:
+        assert time.monotonic() < deadline, "the other thread never queued"
+        time.sleep(0.005)
+    end_request(owner)  # given back, to the waiter
+    waiter.join(5)
+    connects = []
+    monkeypatch.setattr(owner, "connect", lambda: connects.append(1))
+    created.clear()
+
+    assert fetch(owner, "SELECT 1") == 1
+    assert connects == []  # what connect() would set is as the clean request's end left it
+    assert created == [owner]  # a borrow anew: the signal is sent
+    assert owner.get_autocommit() is True
+    owner.close()
+
+
 def test_a_connection_left_in_a_transaction_is_rolled_back_not_parked(pooled, server):
     wrapper = serving(pooled(min_size=0, max_size=1))
     first = backend_pid(wrapper)

@@ -1433,6 +1433,7 @@ def test_snapshot_has_every_section_json_ready(make_pool):
         "check": 1.0,
         "reset": "rollback",
         "release": "request",
+        "park": True,
         "leak_timeout": 30,
     }
     stats = pool.stats()

@@ -116,6 +116,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         # The connection parked at the last request's end, for the next request to take back
         # without Django's close() and connect() (see _park()).
         self._parked = None
+        # Given back clean at a request's end without parking (borrowers waited): the next
+        # borrow skips connect(), which would set what is already so.
+        self._gave_back = False
         # Set at the first request's end: a thread that serves more than one request parks.
         # One made for a single request (runserver's, the ASGI handler's per-request thread)
         # never comes back for its connection, so it gives it back instead.
@@ -295,7 +298,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             return
         if self._parked is not None and self._take_back():
             return
-        if self._released:
+        if self._released or self._gave_back:
             with self.wrap_database_errors:
                 self._borrow_again()
             return
@@ -307,9 +310,10 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     def _borrow_again(self) -> None:
         # Not connect(): that would reset what the wrapper keeps between transactions (manual
-        # autocommit mode, on_commit hooks waiting for set_autocommit(True)).
+        # autocommit mode, on_commit hooks waiting for set_autocommit(True)), and what it
+        # would set is as a clean request's end left it.
         self.connection = self.get_new_connection({})
-        self._released = False
+        self._released = self._gave_back = False
         self.health_check_done = True  # the pool checks a connection before lending it
         self._set_autocommit(self.autocommit)
         # Per-connection set-up (a receiver's SET) runs on every connection the wrapper uses.
@@ -375,7 +379,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     def close(self) -> None:
         """Close (give back) the connection; the next query connects afresh."""
-        self._released = False
+        self._released = self._gave_back = False
         if self._parked is not None:
             self._unpark()
         super().close()
@@ -421,6 +425,8 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         with self.wrap_database_errors:
             if pool.park(connection, request_borrows):
                 self._parked = connection
+            else:
+                self._gave_back = True
         return True
 
     def _take_back(self) -> bool:
@@ -455,6 +461,7 @@ def _abandon_borrowed_after_fork() -> None:
         if not isinstance(wrapper, DatabaseWrapper):
             continue
         wrapper._parked = None
+        wrapper._gave_back = False
         if wrapper._borrowed_from is not None:
             wrapper._borrowed_from = wrapper._borrow = None
             wrapper.connection = None
