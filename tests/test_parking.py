@@ -326,3 +326,16 @@ def test_park_false_gives_the_connection_back_at_every_request_end(pooled, creat
     assert created == [wrapper, wrapper]
     assert wrapper.pool.snapshot()["config"]["park"] is False
     wrapper.close()
+
+
+def test_a_wrapper_shared_since_it_parked_borrows_as_a_shared_one(pooled):
+    wrapper = serving(pooled(min_size=0, max_size=1))
+    first = backend_pid(wrapper)
+    end_request(wrapper)
+    wrapper.inc_thread_sharing()  # as LiveServerTestCase does
+    try:
+        assert backend_pid(wrapper) == first
+        assert wrapper.pool._borrowed[id(wrapper.connection)].shared is True
+    finally:
+        wrapper.close()
+        wrapper.dec_thread_sharing()

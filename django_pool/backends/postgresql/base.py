@@ -431,7 +431,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     def _take_back(self) -> bool:
         """Take back the connection parked at the last request's end, if the pool still has it."""
-        if _recording() is not None:  # the toolbar records a borrow from the pool
+        if _recording() is not None or self._thread_sharing_count:
+            # The toolbar records a borrow from the pool; a wrapper shared since it parked
+            # borrows as one (get_new_connection() tells the pool, so it is never reclaimed).
             self._unpark()
             return False
         connection, self._parked = self._parked, None
