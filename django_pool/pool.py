@@ -374,8 +374,7 @@ class ConnectionPool:
     def note_request(self, borrows: int) -> None:
         """Count a Django request that ended having borrowed ``borrows`` times."""
         with self._lock:
-            self._counts[PoolStats.DJANGO_REQUESTS] += 1
-            self._counts[PoolStats.REQUEST_BORROWS] += borrows
+            self._count_request(borrows)
 
     def describe_lent(self, conn: Any) -> dict[str, float] | None:
         """Return the times (monotonic seconds) of a lent ``conn``, or None if not lent.
@@ -609,12 +608,12 @@ class ConnectionPool:
 
     # Returning
 
-    def putconn(self, conn: Any) -> None:
-        """Give back a borrowed connection: reuse it, reset it, or close it."""
-        self._put(conn, 0)
+    def putconn(self, conn: Any, request_borrows: int = 0) -> None:
+        """Give back a borrowed connection: reuse it, reset it, or close it.
 
-    def _put(self, conn: Any, request_borrows: int) -> None:
-        """Give back ``conn``, counting the request that ends if ``request_borrows``."""
+        ``request_borrows``, if not 0, counts the Django request that ends with this return,
+        under the same lock (see ``note_request()``).
+        """
         if self._pid != _pid:
             # A forked child must not close the parent's connection (that would end the
             # parent's session); the fork hook has detached it, the parent returns it.
@@ -660,7 +659,7 @@ class ConnectionPool:
         ``note_request()``).
         """
         if self._pid != _pid or self._driver.status(conn) != _IDLE:
-            self._put(conn, request_borrows)
+            self.putconn(conn, request_borrows)
             return False
         key = id(conn)
         now = monotonic()
@@ -687,7 +686,7 @@ class ConnectionPool:
                 record.returned_at = now
                 self._parked[key] = record
                 return True
-        self._put(conn, request_borrows)
+        self.putconn(conn, request_borrows)
         return False
 
     def take_back(self, conn: Any) -> bool:
@@ -729,15 +728,15 @@ class ConnectionPool:
 
     def _steal_parked(self) -> _ConnectionRecord | None:
         """Claim a parked connection for a borrower that found none idle (under the lock)."""
-        while self._parked:
-            try:
-                key, record = self._parked.popitem()
-            except KeyError:  # its thread took the last one back meanwhile
-                return None
-            del self._borrowed[key]
-            record.stolen = True  # reset before it is lent (_is_usable)
-            return record
-        return None
+        if not self._parked:
+            return None
+        try:
+            key, record = self._parked.popitem()
+        except KeyError:  # its thread took the last one back meanwhile
+            return None
+        del self._borrowed[key]
+        record.stolen = True  # reset before it is lent (_is_usable)
+        return record
 
     def _unpark_stale(self, now: float) -> list[_ConnectionRecord]:
         """Claim the parked connections of exited threads, or parked past max_idle (under lock).
@@ -1073,9 +1072,9 @@ class ConnectionPool:
             return []
         leaks = []
         for key, record in self._borrowed.items():
-            held = now - record.borrowed_at
             if key in self._parked:
                 continue  # given back at a request's end, not held
+            held = now - record.borrowed_at
             if held >= self._leak_timeout and record.leak_reported != record.borrowed_at:
                 record.leak_reported = record.borrowed_at
                 leaks.append((record.borrower.name, held, record.stack))
