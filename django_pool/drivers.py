@@ -66,6 +66,10 @@ class Driver(Protocol):
     def session_state(self, conn: Any) -> tuple:
         """Return the reported session settings (REPORTED_SETTINGS order), with no round trip."""
 
+    def idle_session_state(self, conn: Any) -> tuple | int:
+        """Return ``session_state()`` if the status is IDLE, else the status (one call, for
+        the return's fast path)."""
+
     def restore_session(self, conn: Any, baseline: tuple) -> None:
         """Set the reported session settings that differ from ``baseline`` back (one round trip)."""
 
@@ -163,6 +167,14 @@ class Psycopg2Driver(PsycopgDriver):
     def session_state(self, conn: Any) -> tuple:
         return tuple(map(conn.get_parameter_status, REPORTED_SETTINGS))
 
+    def idle_session_state(self, conn: Any) -> tuple | int:
+        if conn.closed:
+            return TxStatus.UNKNOWN
+        status = conn.get_transaction_status()
+        if status:  # not IDLE
+            return status
+        return tuple(map(conn.get_parameter_status, REPORTED_SETTINGS))
+
 
 class Psycopg3Driver(PsycopgDriver):
     """psycopg 3: read status and settings straight from libpq."""
@@ -176,6 +188,13 @@ class Psycopg3Driver(PsycopgDriver):
     def session_state(self, conn: Any) -> tuple:
         # Raw bytes: comparing them is all a return needs; decoding would double the cost.
         return tuple(map(conn.pgconn.parameter_status, self._SETTINGS))
+
+    def idle_session_state(self, conn: Any) -> tuple | int:
+        pgconn = conn.pgconn
+        status = pgconn.transaction_status
+        if status:  # not IDLE
+            return status
+        return tuple(map(pgconn.parameter_status, self._SETTINGS))
 
     def restore_session(self, conn: Any, baseline: tuple) -> None:
         super().restore_session(conn, tuple(map(_text, baseline)))

@@ -25,6 +25,7 @@ import sys
 import threading
 import traceback
 import weakref
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,7 +38,7 @@ from .drivers import Driver, TxStatus
 from .errors import PoolClosed, PoolError, PoolTimeout, ServerUnavailable, TooManyRequests
 from .logs import PoolLog, Stack, describe
 from .options import PoolConfig
-from .stats import PoolStats
+from .stats import BOUNDS_MS, PoolStats
 
 _IDLE = TxStatus.IDLE
 _ACTIVE = TxStatus.ACTIVE
@@ -319,14 +320,17 @@ class ConnectionPool:
             raise self._worker_thread_error()
         stack = None if self._leak_timeout is None else _borrower_stack()
         now = monotonic()
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: that costs twice as much, on every borrow and return
+        try:
             if self._closed:
                 self._counts[_REQUESTS_ERRORS] += 1
                 raise self._closed_error()
             if now >= self._next_sample:
                 self._sample(now)
             self._counts[_REQUESTS_NUM] += 1
-            record = self._idle.pop() if self._idle else None
+            idle = self._idle
+            record = idle.pop() if idle else None
             if (
                 record is not None
                 and now < record.expires_at
@@ -338,8 +342,12 @@ class ConnectionPool:
                 record.stack = stack
                 self._borrowed[id(record.conn)] = record
                 self._wait_counts[0] += 1  # lent at once: a zero wait
-                self._note_in_use()
+                in_use = self._nconns - len(idle) - len(self._parked)  # _note_in_use(), inlined
+                if in_use > self._stats.peak_in_use:
+                    self._stats.peak_in_use = in_use
                 return record.conn
+        finally:
+            lock.release()
         timeout = self._timeout if timeout is None else timeout
         return self._getconn_slow(record, now, timeout, borrower, stack)
 
@@ -618,22 +626,27 @@ class ConnectionPool:
             # A forked child must not close the parent's connection (that would end the
             # parent's session); the fork hook has detached it, the parent returns it.
             return
-        status = self._driver.status(conn)
-        # Read only when idle: a rollback may change it, and a broken connection may not know it.
-        state = self._driver.session_state(conn) if status == _IDLE else None
+        # The session state is read only when idle: a rollback may change it, and a broken
+        # connection may not know it. Else this is the transaction status.
+        state = self._driver.idle_session_state(conn)
         now = monotonic()
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: see getconn()
+        try:
             if now >= self._next_sample:
                 self._sample(now)
             if request_borrows:
                 self._count_request(request_borrows)
             record = self._borrowed.pop(id(conn), None)
-            if record is None and not self._closed and status != _UNKNOWN:
+            if record is None and not self._closed and state != _UNKNOWN:
                 raise self._not_lent_error(conn)
             if record is not None:
                 if record.taken_back:
                     self._count_take_back(record)
-                self._holds.add((now - record.borrowed_at) * 1000.0)
+                held_ms = (now - record.borrowed_at) * 1000.0
+                holds = self._holds  # self._holds.add(held_ms), inlined
+                holds.counts[bisect_left(BOUNDS_MS, held_ms)] += 1
+                holds.sum_ms += held_ms
                 if (
                     state == record.baseline  # so the status is IDLE, too
                     and now < record.expires_at
@@ -642,6 +655,9 @@ class ConnectionPool:
                 ):
                     self._return_to_waiter_or_idle(record, now)
                     return
+        finally:
+            lock.release()
+        status = _IDLE if state.__class__ is tuple else state
         self._putconn_slow(conn, record, status, now)
 
     # Parking (HikariCP's ConcurrentBag, in Django's terms): at a request's end the thread keeps

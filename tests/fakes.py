@@ -90,6 +90,10 @@ class FakeDriver:
     def session_state(self, conn: FakeConnection) -> tuple:
         return conn.session
 
+    def idle_session_state(self, conn: FakeConnection) -> tuple | TxStatus:
+        status = self.status(conn)
+        return conn.session if status == TxStatus.IDLE else status
+
     def restore_session(self, conn: FakeConnection, baseline: tuple) -> None:
         conn.calls.append("restore_session")
         if conn.fail_restore:

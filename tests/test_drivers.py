@@ -87,6 +87,19 @@ def test_session_state_sees_a_change_and_restore_sets_it_back(conn):
     assert driver.session_state(conn) == baseline
 
 
+def test_idle_session_state_is_the_state_when_idle_and_the_status_otherwise(conn):
+    assert driver.idle_session_state(conn) == driver.session_state(conn)
+    execute(conn, "SET TIME ZONE 'Asia/Tokyo'")
+    assert driver.idle_session_state(conn) == driver.session_state(conn)
+    execute(conn, "BEGIN")
+    assert driver.idle_session_state(conn) == TxStatus.INTRANS
+    with pytest.raises(connections["default"].Database.DatabaseError):
+        execute(conn, "SELECT 1/0")
+    assert driver.idle_session_state(conn) == TxStatus.INERROR
+    conn.close()
+    assert driver.idle_session_state(conn) == TxStatus.UNKNOWN
+
+
 def test_detach_makes_a_connection_harmless_without_ending_the_session(conn):
     with conn.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
