@@ -679,7 +679,9 @@ class ConnectionPool:
             return False
         key = id(conn)
         now = monotonic()
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: see getconn()
+        try:
             record = self._borrowed.get(key)
             if (
                 record is not None
@@ -698,10 +700,15 @@ class ConnectionPool:
                     record.taken_back = False
                     counts[_REQUESTS_NUM] += 1
                     self._wait_counts[0] += 1
-                self._holds.add((now - record.borrowed_at) * 1000.0)
+                held_ms = (now - record.borrowed_at) * 1000.0
+                holds = self._holds  # self._holds.add(held_ms), inlined
+                holds.counts[bisect_left(BOUNDS_MS, held_ms)] += 1
+                holds.sum_ms += held_ms
                 record.returned_at = now
                 self._parked[key] = record
                 return True
+        finally:
+            lock.release()
         self.putconn(conn, request_borrows)
         return False
 

@@ -422,11 +422,12 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         connection, self.connection = self.connection, None
         self._borrowed_from = None
         self.run_on_commit = []
-        with self.wrap_database_errors:
-            if pool.park(connection, request_borrows):
-                self._parked = connection
-            else:
-                self._gave_back = True
+        # No wrap_database_errors: park() and putconn() raise no driver error (a failed reset
+        # closes the connection).
+        if pool.park(connection, request_borrows):
+            self._parked = connection
+        else:
+            self._gave_back = True
         return True
 
     def _take_back(self) -> bool:
