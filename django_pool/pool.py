@@ -29,7 +29,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from time import monotonic, time
+from time import monotonic, perf_counter, time
 from typing import Any
 
 from . import background
@@ -74,12 +74,15 @@ _CONFIG_KEYS = (
     "leak_timeout",
 )
 
-# Fairness bends this much: a returned connection goes to the idle stack, for its borrower to
-# take straight back, until the oldest waiter has waited this long. Waiters look at the idle
-# stack themselves after the first millisecond, so a connection left there reaches them.
+# Fairness bends this much: while borrowers wait, a returned connection goes to the idle stack
+# and the oldest waiter is woken to take it, unless the thread that returned it asks again
+# within _AGAIN_S (a loop of borrows: no thread switch). Once the oldest waiter has waited
+# _KEEP_FOR_S, it is handed to that waiter. A thread that comes back later (a web request's
+# next one) queues like anybody else.
 _KEEP_FOR_S = 0.001
-_FIRST_LOOK_S = 0.001
-_LAST_LOOK_S = 0.128
+_AGAIN_S = 0.00005
+# A waiter also looks at the idle stack this often by itself, should a wake-up be missed.
+_LOOK_S = 0.128
 
 # os.getpid() is a system call; the fast path compares with this copy, kept current in
 # forked children by register_at_fork.
@@ -130,6 +133,7 @@ class _ConnectionRecord:
         "leak_reported",
         "taken_back",
         "stolen",
+        "kept_for",
     )
 
     def __init__(self, conn: Any, baseline: tuple, created_at: float, expires_at: float) -> None:
@@ -150,35 +154,55 @@ class _ConnectionRecord:
         # next return); taken from another thread's parking, to reset before it is lent.
         self.taken_back = False
         self.stolen = False
+        # On the idle stack while borrowers wait: the thread that returned it, which may take
+        # it straight back for _AGAIN_S (see _return_to_waiter_or_idle); else only waiters.
+        self.kept_for: threading.Thread | None = None
 
 
 class _Waiter:
     """A borrower queued for the next connection returned or created."""
 
-    __slots__ = ("_ready", "record", "error", "since")
+    __slots__ = ("_ready", "_woken", "record", "error", "since")
 
     def __init__(self, since: float) -> None:
         self.since = since  # monotonic time it queued
-        # A lock used as a one-shot event: cheaper than threading.Event, which has a
-        # Condition and a lock of its own.
+        # A lock used as an event: cheaper than threading.Event, which has a Condition and a
+        # lock of its own. Released once per wake-up (_woken says so, under the pool lock).
         self._ready = threading.Lock()
         self._ready.acquire()
+        self._woken = False
         self.record: _ConnectionRecord | None = None
         self.error: BaseException | None = None
 
-    def wait(self, timeout: float) -> bool:
-        """Block until served or failed (True), or until ``timeout`` seconds have passed."""
-        return self._ready.acquire(timeout=max(timeout, 0.0))
+    def wait(self, timeout: float) -> None:
+        """Block until woken (served, failed or nudged), or ``timeout`` seconds have passed."""
+        self._ready.acquire(timeout=max(timeout, 0.0))
 
     def set(self, record: _ConnectionRecord) -> None:
         """Hand the waiter a connection (under the pool lock)."""
         self.record = record
-        self._ready.release()
+        self._wake()
 
     def fail(self, error: BaseException) -> None:
         """Make the waiter raise ``error`` (under the pool lock)."""
         self.error = error
-        self._ready.release()
+        self._wake()
+
+    def nudge(self) -> None:
+        """Wake the waiter to look at the idle stack (under the pool lock)."""
+        self._wake()
+
+    def _wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            self._ready.release()
+
+    def rearm(self) -> None:
+        """Make the next wait block again, after a nudge (under the pool lock)."""
+        if self._woken:
+            # Taken back if the wait timed out before the wake-up came; else already taken.
+            self._ready.acquire(blocking=False)
+            self._woken = False
 
 
 class ConnectionPool:
@@ -330,7 +354,12 @@ class ConnectionPool:
                 self._sample(now)
             self._counts[_REQUESTS_NUM] += 1
             idle = self._idle
-            record = idle.pop() if idle else None
+            # While borrowers wait, a newcomer queues behind them: see _may_take_top().
+            record = (
+                idle.pop()
+                if idle and (not self._waiting or self._may_take_top(borrower, now))
+                else None
+            )
             if (
                 record is not None
                 and now < record.expires_at
@@ -432,7 +461,7 @@ class ConnectionPool:
         started = now
         deadline = now + timeout
         while record is None or not self._is_usable(record, now):
-            record = self._pop_idle_or_wait(deadline, timeout)
+            record = self._pop_idle_or_wait(deadline, timeout, borrower)
             now = monotonic()
         lent = monotonic()
         self._mark_borrowed(record, lent, borrower, stack, (lent - started) * 1000.0)
@@ -491,14 +520,20 @@ class ConnectionPool:
         if in_use > self._stats.peak_in_use:
             self._stats.peak_in_use = in_use
 
-    def _pop_idle_or_wait(self, deadline: float, timeout: float) -> _ConnectionRecord:
+    def _pop_idle_or_wait(
+        self, deadline: float, timeout: float, borrower: threading.Thread
+    ) -> _ConnectionRecord:
         """Take the top idle connection, or queue up and wait for one until the deadline."""
         now = monotonic()
         with self._lock:
             if self._closed:
                 self._counts[_REQUESTS_ERRORS] += 1
                 raise self._closed_error()
-            record = self._idle.pop() if self._idle else self._steal_parked()
+            idle = self._idle
+            if idle and (not self._waiting or self._may_take_top(borrower, now)):
+                record = idle.pop()
+            else:
+                record = self._steal_parked()
             if record is not None:
                 self._note_in_use()
                 return record
@@ -517,6 +552,15 @@ class ConnectionPool:
             raise refusal[0]
         self._reclaim(orphans)
         return self._wait(waiter, now, deadline, timeout)
+
+    def _may_take_top(self, borrower: threading.Thread, now: float) -> bool:
+        """Whether ``borrower`` may take the top idle connection while others wait (under lock).
+
+        Only the thread that returned it, asking again at once: the oldest waiter is woken to
+        take it otherwise.
+        """
+        top = self._idle[-1]
+        return top.kept_for is borrower and now - top.returned_at < _AGAIN_S
 
     def _nothing_can_come(self, now: float) -> bool:
         """Return whether no connection can reach a waiter: none open, no connect to come."""
@@ -559,6 +603,8 @@ class ConnectionPool:
             self._counts[PoolStats.REQUESTS_WAIT_MS] += (now - since) * 1000.0
             if waiter.record is None and waiter.error is None:
                 self._waiting.remove(waiter)
+                if self._idle and self._waiting:  # it was nudged to take one: the next may
+                    self._waiting[0].nudge()
                 self._counts[PoolStats.REQUESTS_TIMEOUTS] += 1
                 self._waits.add((now - (deadline - timeout)) * 1000.0)  # since getconn()
                 waiter.error = self._timeout_error(timeout, now)
@@ -572,28 +618,28 @@ class ConnectionPool:
         return waiter.record
 
     def _wait_for_hand_off(self, waiter: _Waiter, deadline: float) -> None:
-        """Wait until served, failed or the deadline; look at the idle stack every so often.
+        """Wait until served, failed or the deadline; look at the idle stack when nudged.
 
-        A returned connection may go to the idle stack while waiters queue (see
-        _return_to_waiter_or_idle): if its borrower does not come back for it, a waiter takes it.
+        A returned connection may go to the idle stack while waiters queue, and the oldest is
+        nudged (see _return_to_waiter_or_idle): unless its borrower took it back first, the
+        waiter takes it. Else it waits on, first in line.
         """
-        # Counted down by the waits themselves, not read from the clock again: a wait blocks
-        # for the time it is given, and the caller reads the clock for the deadline anyway.
-        # Looks at 1, 2, 4, ... ms (then every 128 ms): a connection is left on the stack only
-        # in a waiter's first millisecond, and a long wait costs a few wake-ups, not thousands.
-        left, look = deadline - monotonic(), _FIRST_LOOK_S
+        # Counted down by the waits' own time, not read from the pool's clock again: the
+        # caller reads that for the deadline anyway (and tests run it on a fake one).
+        left = deadline - monotonic()
         while left > 0:
-            look = min(left, look)
-            if waiter.wait(look):
-                return
-            left -= look
-            look = min(look * 2, _LAST_LOOK_S)
+            started = perf_counter()
+            waiter.wait(min(left, _LOOK_S))
+            left -= perf_counter() - started
             with self._lock:
                 if waiter.record is not None or waiter.error is not None:
                     return
+                waiter.rearm()
+                if self._waiting[0] is not waiter:  # first come, first served
+                    continue
                 record = self._idle.pop() if self._idle else self._steal_parked()
                 if record is not None:
-                    self._waiting.remove(waiter)
+                    self._waiting.popleft()
                     waiter.record = record
                     while self._idle and self._waiting:  # any more left there: to the next
                         self._waiting.popleft().set(self._idle.pop())
@@ -669,10 +715,8 @@ class ConnectionPool:
 
         Parked only with no transaction open and nobody waiting; it stays as its borrower left
         it (session settings included) until another borrower takes it. Return False when it
-        was given back as by ``putconn()`` instead: with borrowers waiting, a thread that asks
-        next takes it from the idle stack with no thread switch, or after 1 ms the oldest
-        waiter gets it. ``request_borrows`` counts the request that ends (see
-        ``note_request()``).
+        was given back as by ``putconn()`` instead: with borrowers waiting, the oldest gets
+        it. ``request_borrows`` counts the request that ends (see ``note_request()``).
         """
         if self._pid != _pid or self._driver.status(conn) != _IDLE:
             self.putconn(conn, request_borrows)
@@ -843,18 +887,26 @@ class ConnectionPool:
     ) -> None:
         """Hand a connection to the oldest waiter, else push it on the idle stack (under lock).
 
-        A connection its borrower ``returned`` stays on the stack while the oldest waiter has
-        waited less than _KEEP_FOR_S: a thread that borrows in a loop takes it straight back,
-        with no thread switch. Past that, the oldest waiter gets it, so nobody starves.
+        A connection its borrower ``returned`` goes on the stack while the oldest waiter has
+        waited less than _KEEP_FOR_S, and that waiter is woken to take it: a thread that
+        borrows again at once (in a loop) takes it first, with no thread switch. Past that,
+        the oldest waiter is handed it, so nobody starves.
         """
         record.returned_at = now
+        returner = record.borrower
         # Forgotten, not kept until the next borrow: they would pin an exited thread.
         record.borrower = record.stack = None
         record.shared = False
         waiting = self._waiting
-        if waiting and not (returned and now - waiting[0].since < _KEEP_FOR_S):
-            waiting.popleft().set(record)
+        if waiting:
+            if not returned or now - waiting[0].since >= _KEEP_FOR_S:
+                waiting.popleft().set(record)
+                return
+            record.kept_for = returner
+            self._idle.append(record)
+            waiting[0].nudge()
             return
+        record.kept_for = None
         self._idle.append(record)
         # Cheap look at the bottom of the stack; the worker does the closing.
         if self._nconns > self._min_size and self._idle[0].returned_at < now - self._max_idle:

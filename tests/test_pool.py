@@ -334,19 +334,63 @@ def test_returned_connection_goes_to_the_oldest_waiter(make_pool):
 def test_a_returned_connection_stays_for_its_borrower_while_the_oldest_waiter_is_new(
     make_pool, monkeypatch
 ):
-    # The window made wide, so that the test does not race it.
+    # The windows made wide, and the waiter's wake-up held back, so that the test does not
+    # race them.
     monkeypatch.setattr(pool_module, "_KEEP_FOR_S", 60.0)
-    monkeypatch.setattr(pool_module, "_FIRST_LOOK_S", 60.0)
+    monkeypatch.setattr(pool_module, "_AGAIN_S", 60.0)
+    nudged = []
+    monkeypatch.setattr(pool_module._Waiter, "nudge", lambda waiter: nudged.append(waiter))
     pool = make_pool(max_size=1)
     conn = pool.getconn()
     results = []
     waiter = borrow_in_thread(pool, results, timeout=5)
     assert wait_until(lambda: pool.waiting() == 1)
     pool.putconn(conn)
-    assert pool.getconn() is conn  # taken straight back: no thread switch
+    assert len(nudged) == 1  # the waiter is told to take it
+    assert pool.getconn() is conn  # but its borrower asked again first: no thread switch
     assert pool.waiting() == 1
     monkeypatch.setattr(pool_module, "_KEEP_FOR_S", 0.0)  # the waiter has waited long enough
     pool.putconn(conn)
+    waiter.join(5)
+    assert results == [conn]
+    assert len(nudged) == 1  # handed over, not left to take
+    pool.putconn(conn)
+
+
+def test_a_borrower_that_returns_comes_back_too_late_to_skip_the_waiters(make_pool, monkeypatch):
+    monkeypatch.setattr(pool_module, "_KEEP_FOR_S", 60.0)
+    monkeypatch.setattr(pool_module, "_AGAIN_S", 0.0)  # a web request's next one, say
+    monkeypatch.setattr(pool_module._Waiter, "nudge", lambda waiter: None)  # not woken yet
+    pool = make_pool(max_size=1)
+    conn = pool.getconn()
+    results = []
+    waiter = borrow_in_thread(pool, results, timeout=5)
+    assert wait_until(lambda: pool.waiting() == 1)
+    pool.putconn(conn)
+    assert pool.available() == 1  # left for the waiter, which was told to take it
+    with pytest.raises(PoolTimeout):
+        pool.getconn(timeout=0.05)  # queues behind the waiter instead
+    monkeypatch.undo()  # the waiter, not woken above, takes it at its own look
+    waiter.join(5)
+    assert results == [conn]
+    pool.putconn(conn)
+
+
+def test_a_newcomer_queues_behind_the_waiters(make_pool, monkeypatch):
+    monkeypatch.setattr(pool_module, "_KEEP_FOR_S", 60.0)
+    monkeypatch.setattr(pool_module, "_AGAIN_S", 60.0)
+    monkeypatch.setattr(pool_module._Waiter, "nudge", lambda waiter: None)  # not woken yet
+    pool = make_pool(max_size=1)
+    conn = pool.getconn()
+    results, late = [], []
+    waiter = borrow_in_thread(pool, results, timeout=5)
+    assert wait_until(lambda: pool.waiting() == 1)
+    pool.putconn(conn)  # on the stack, for this thread or the waiter
+    newcomer = borrow_in_thread(pool, late, timeout=0.05)
+    newcomer.join(5)
+    assert isinstance(late[0], PoolTimeout)  # it may not take what the waiter is owed
+    assert pool.available() == 1
+    monkeypatch.undo()
     waiter.join(5)
     assert results == [conn]
     pool.putconn(conn)
@@ -364,7 +408,7 @@ def test_a_waiter_takes_a_connection_its_borrower_left_on_the_stack(make_pool, m
     pool.putconn(conn)  # and never borrows again
     waiter.join(5)
     assert results == [conn]
-    assert time.monotonic() - returned < 1.0  # waiters look after 1, 2, 4, ... ms
+    assert time.monotonic() - returned < 1.0  # woken at once, not at its next own look
     pool.putconn(conn)
 
 
