@@ -178,11 +178,11 @@ def _target_http(
     p99 = _quotient(ours["p99_ms"], persistent["p99_ms"])
     misses = []
     if rps < least:
-        misses.append(f"req/s {rps:.2f}× persistent's, under {least:g}×")
+        misses.append(f"req/s {_beside(rps, least)}× persistent's, under {least:g}×")
     if vs_native < beat:
-        misses.append(f"req/s {vs_native:.2f}× {native_name}'s, under {beat:g}×")
+        misses.append(f"req/s {_beside(vs_native, beat)}× {native_name}'s, under {beat:g}×")
     if p99 > most_p99:
-        misses.append(f"p99 {p99:.2f}× persistent's, over {most_p99:g}×")
+        misses.append(f"p99 {_beside(p99, most_p99)}× persistent's, over {most_p99:g}×")
     text = (
         f"{ours_name} {num(ours['rps'])} req/s, p99 {num(ours['p99_ms'], 2)} ms, "
         f"{num(ours['server_conns_max'])} server connections; persistent "
@@ -193,17 +193,30 @@ def _target_http(
     )
     if misses:
         text += ". Missed: " + "; ".join(misses)
+        cpu = _quotient(ours["cpu_ms_per_req"], persistent["cpu_ms_per_req"])
+        if ours_name == "django_pool_equal":
+            text += (
+                f". Each thread keeps its own connection parked here: CPU per request is "
+                f"{cpu:.2f}× persistent's (1.02× under callgrind, which does not move), and "
+                "req/s and p99 move by ±5–10% from run to run on this 2-core machine"
+            )
         if ours_name == "django_pool":
             native_vs = _quotient(native["rps"], persistent["rps"])
             text += (
                 f". With half the connections, each worker's 8 threads share 4 and a request "
                 "holds one from its first query to its end: most requests find none idle, so "
                 "connections are given back rather than parked, and borrowers wait, each wait a "
-                f"thread switch under the GIL. {native_name} pays the same "
-                f"({native_vs:.2f}× persistent's req/s here); the two trade places from run to "
-                "run"
+                f"thread switch under the GIL: CPU per request is {cpu:.2f}× persistent's. "
+                f"{native_name} pays the same ({native_vs:.2f}× persistent's req/s here); the "
+                "two trade places from run to run. Where requests do more than one short query, "
+                'release: "transaction" gives the connection back between queries'
             )
     return name, not misses, text
+
+
+def _beside(value: float, bound: float) -> str:
+    """Format a ratio missing ``bound`` with enough digits to tell the two apart."""
+    return f"{value:.3f}" if f"{value:.2f}" == f"{bound:.2f}" else f"{value:.2f}"
 
 
 def _quotient(value: float, base: float) -> float:
@@ -227,9 +240,10 @@ def target_borrow(micro: dict | None) -> tuple[str, bool | None, str]:
             ". Missed on "
             + ", ".join(row["name"] for row in rows if row["one_us"] > BORROW_TARGET_US)
             + ". A return reads the 8 session settings PostgreSQL reports, to set back what a "
-            "borrower changed: libpq cannot say which changed, so each is looked up in its list "
-            "(on psycopg 3, about 10,000 of the cycle's 30,000 instructions under callgrind; "
-            "psycopg2 also decodes each to a str). A request's end that parks skips that read"
+            "borrower changed: libpq cannot say which changed, and no driver counts the queries "
+            "a connection ran, so each is looked up. psycopg2's get_parameter_status() costs "
+            "0.23 µs a call (it decodes each to a str), 1.8 µs for the 8, where psycopg 3 reads "
+            "raw bytes for 0.6 µs. A request's end that parks skips that read"
         )
     return name, met, text
 
@@ -287,13 +301,26 @@ def target_select1(micro: dict | None) -> tuple[str, bool | None, str]:
     )
     if not met:
         text += (
-            ". Missed. The pool lets a returning thread take its connection straight back only "
-            "until the oldest waiter has waited 1 ms, then hands it over, which costs a thread "
-            "switch; queue.Queue never hands over, and starves waiters instead (longest waits "
-            "in the micro section). A longer bend brings the ratio within 15% (a 2 ms one did "
-            "in quick runs) but makes the longest wait longer still, where the target asks for "
-            "none past strict first-come-first-served's p99 (1.1 ms psycopg2, 1.6 ms psycopg 3 "
-            "before the bend)"
+            ". Missed. Waiters are served first come, first served; a thread that returns a "
+            "connection and asks again within 50 µs may take it straight back until the oldest "
+            "waiter has waited 1 ms, and past that every return is handed over, which costs a "
+            "thread switch under the GIL. queue.Queue never hands over, and starves waiters "
+            "instead (longest waits in the micro section). The ratio swings by ±20% from run to "
+            "run, either driver over or under the bound. A wider bend (the returning thread "
+            "keeping it until the waiter's own look at 1, 2, 4 ms) was within 15% more often, "
+            "but cost web requests 17% more CPU at half the connections, and its longest waits "
+            "were no shorter"
+        )
+    waits = "; ".join(
+        f"{row['driver']}: longest wait {num(row['ours_waits']['max_ms'], 2)} ms "
+        f"(queue.Queue {num(row['queue_waits']['max_ms'], 1)} ms)"
+        for row in rows
+        if "ours_waits" in row
+    )
+    if waits:
+        text += (
+            f". {waits}: past strict first-come-first-served's p99 before the bend (1.1 ms "
+            "psycopg2, 1.6 ms psycopg 3), which no bend of 1 ms can keep to"
         )
     return name, met, text
 
