@@ -331,21 +331,32 @@ def test_returned_connection_goes_to_the_oldest_waiter(make_pool):
     assert pool.stats()["requests_queued"] == queued + 3
 
 
-def test_a_returned_connection_stays_for_its_borrower_while_the_oldest_waiter_is_new(
-    make_pool, monkeypatch
-):
-    # The windows made wide, and the waiter's wake-up held back, so that the test does not
-    # race them.
+def returned_while_one_waits(make_pool, monkeypatch, again_s, nudge):
+    """Return a 1-connection pool, its connection given back while a thread waits for it,
+    that thread and the list it puts what it got in.
+
+    The bend's windows are made wide (``_AGAIN_S`` as given) and ``nudge`` stands in for the
+    waiter's wake-up, so that the tests do not race them.
+    """
     monkeypatch.setattr(pool_module, "_KEEP_FOR_S", 60.0)
-    monkeypatch.setattr(pool_module, "_AGAIN_S", 60.0)
-    nudged = []
-    monkeypatch.setattr(pool_module._Waiter, "nudge", lambda waiter: nudged.append(waiter))
+    monkeypatch.setattr(pool_module, "_AGAIN_S", again_s)
+    monkeypatch.setattr(pool_module._Waiter, "nudge", nudge)
     pool = make_pool(max_size=1)
     conn = pool.getconn()
     results = []
     waiter = borrow_in_thread(pool, results, timeout=5)
     assert wait_until(lambda: pool.waiting() == 1)
     pool.putconn(conn)
+    return pool, conn, waiter, results
+
+
+def test_a_returned_connection_stays_for_its_borrower_while_the_oldest_waiter_is_new(
+    make_pool, monkeypatch
+):
+    nudged = []
+    pool, conn, waiter, results = returned_while_one_waits(
+        make_pool, monkeypatch, 60.0, lambda waiter: nudged.append(waiter)
+    )
     assert len(nudged) == 1  # the waiter is told to take it
     assert pool.getconn() is conn  # but its borrower asked again first: no thread switch
     assert pool.waiting() == 1
@@ -358,15 +369,11 @@ def test_a_returned_connection_stays_for_its_borrower_while_the_oldest_waiter_is
 
 
 def test_a_borrower_that_returns_comes_back_too_late_to_skip_the_waiters(make_pool, monkeypatch):
-    monkeypatch.setattr(pool_module, "_KEEP_FOR_S", 60.0)
-    monkeypatch.setattr(pool_module, "_AGAIN_S", 0.0)  # a web request's next one, say
-    monkeypatch.setattr(pool_module._Waiter, "nudge", lambda waiter: None)  # not woken yet
-    pool = make_pool(max_size=1)
-    conn = pool.getconn()
-    results = []
-    waiter = borrow_in_thread(pool, results, timeout=5)
-    assert wait_until(lambda: pool.waiting() == 1)
-    pool.putconn(conn)
+    # _AGAIN_S 0: it asks again later, as a web request's next one does. The waiter is not
+    # woken, so that it cannot take the connection first.
+    pool, conn, waiter, results = returned_while_one_waits(
+        make_pool, monkeypatch, 0.0, lambda waiter: None
+    )
     assert pool.available() == 1  # left for the waiter, which was told to take it
     with pytest.raises(PoolTimeout):
         pool.getconn(timeout=0.05)  # queues behind the waiter instead
@@ -377,15 +384,10 @@ def test_a_borrower_that_returns_comes_back_too_late_to_skip_the_waiters(make_po
 
 
 def test_a_newcomer_queues_behind_the_waiters(make_pool, monkeypatch):
-    monkeypatch.setattr(pool_module, "_KEEP_FOR_S", 60.0)
-    monkeypatch.setattr(pool_module, "_AGAIN_S", 60.0)
-    monkeypatch.setattr(pool_module._Waiter, "nudge", lambda waiter: None)  # not woken yet
-    pool = make_pool(max_size=1)
-    conn = pool.getconn()
-    results, late = [], []
-    waiter = borrow_in_thread(pool, results, timeout=5)
-    assert wait_until(lambda: pool.waiting() == 1)
-    pool.putconn(conn)  # on the stack, for this thread or the waiter
+    pool, conn, waiter, results = returned_while_one_waits(
+        make_pool, monkeypatch, 60.0, lambda waiter: None
+    )
+    late = []
     newcomer = borrow_in_thread(pool, late, timeout=0.05)
     newcomer.join(5)
     assert isinstance(late[0], PoolTimeout)  # it may not take what the waiter is owed
