@@ -141,6 +141,10 @@ class PsycopgDriver:
         with _autocommit(conn), conn.cursor() as cursor:
             cursor.execute(f"SELECT {calls}", params)
 
+    def idle_session_state(self, conn: Any) -> tuple | int:
+        status = self.status(conn)
+        return status if status else self.session_state(conn)  # status 0 is IDLE
+
     def _current_settings(self, conn: Any) -> tuple:
         return self.session_state(conn)
 
@@ -167,14 +171,6 @@ class Psycopg2Driver(PsycopgDriver):
     def session_state(self, conn: Any) -> tuple:
         return tuple(map(conn.get_parameter_status, REPORTED_SETTINGS))
 
-    def idle_session_state(self, conn: Any) -> tuple | int:
-        if conn.closed:
-            return TxStatus.UNKNOWN
-        status = conn.get_transaction_status()
-        if status:  # not IDLE
-            return status
-        return tuple(map(conn.get_parameter_status, REPORTED_SETTINGS))
-
 
 class Psycopg3Driver(PsycopgDriver):
     """psycopg 3: read status and settings straight from libpq."""
@@ -190,6 +186,7 @@ class Psycopg3Driver(PsycopgDriver):
         return tuple(map(conn.pgconn.parameter_status, self._SETTINGS))
 
     def idle_session_state(self, conn: Any) -> tuple | int:
+        # The base class's, with conn.pgconn looked up once: it runs on every return.
         pgconn = conn.pgconn
         status = pgconn.transaction_status
         if status:  # not IDLE

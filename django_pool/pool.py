@@ -354,12 +354,8 @@ class ConnectionPool:
                 self._sample(now)
             self._counts[_REQUESTS_NUM] += 1
             idle = self._idle
-            # While borrowers wait, a newcomer queues behind them: see _may_take_top().
-            record = (
-                idle.pop()
-                if idle and (not self._waiting or self._may_take_top(borrower, now))
-                else None
-            )
+            # While borrowers wait, the slow path says who may take it (_may_take_top()).
+            record = idle.pop() if idle and not self._waiting else None
             if (
                 record is not None
                 and now < record.expires_at
@@ -744,10 +740,7 @@ class ConnectionPool:
                     record.taken_back = False
                     counts[_REQUESTS_NUM] += 1
                     self._wait_counts[0] += 1
-                held_ms = (now - record.borrowed_at) * 1000.0
-                holds = self._holds  # self._holds.add(held_ms), inlined
-                holds.counts[bisect_left(BOUNDS_MS, held_ms)] += 1
-                holds.sum_ms += held_ms
+                self._holds.add((now - record.borrowed_at) * 1000.0)
                 record.returned_at = now
                 self._parked[key] = record
                 return True
