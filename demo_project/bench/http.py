@@ -6,7 +6,9 @@ connections, Django's native pool and django_pool at half and at as many connect
 persistent's, dbcp, and a view without the database), warms them up, loads them with one wrk
 over loopback, and records requests/s, p50/p99 latency, errors, the server connections they
 held (sampled from ``pg_stat_activity``), CPU ms per request of every gunicorn process and how
-wrk's keep-alive connections were split between the workers. Servers of their own, rather than
+wrk's keep-alive connections were split between the workers; for django_pool, also the share
+of borrows that queued and the median wait and hold (the site's ``pool`` view, read before
+and after the run). Servers of their own, rather than
 workers sharing one accept socket, split the load exactly: a Lua script sends wrk's thread i
 to server i only, so each worker gets the same number of connections (the kernel would hand
 them to whichever worker accepts first: 24/8 or 0/32 as often as 16/16). Configurations are
@@ -43,12 +45,14 @@ from pathlib import Path
 from demo_project.bench.site import (
     CONFIGS,
     DEFAULT_APPLICATION_NAME,
+    DJANGO_POOL_RELEASE,
     FIELDS,
     POOL,
     POOL_EQUAL,
     pool_size,
 )
 from demo_project.devdb import ROOT, connect_params, database_settings
+from django_pool.stats import quantile, subtract
 
 DB_NAME = "django_pool_bench"
 WORKERS, THREADS = 2, 8  # WORKERS gunicorn servers of one worker each
@@ -439,19 +443,56 @@ def warm_up(servers: Servers, clients: int, timeout: float | None = None) -> Non
     run_wrk(servers.wrk_command(clients, WARMUP_SECONDS, timeout), timeout=WARMUP_SECONDS + 30)
 
 
+def pool_counts(servers: Servers) -> dict:
+    """Return django_pool's borrow counts and cumulative histograms, summed over the servers."""
+    total: dict = {}
+    for port in servers.ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/pool", timeout=10) as response:
+            found = json.load(response)
+        for key, value in found.items():
+            if key not in total:
+                total[key] = value
+            elif isinstance(value, list):
+                total[key] = [mine + theirs for mine, theirs in zip(total[key], value, strict=True)]
+            else:
+                total[key] += value
+    return total
+
+
+def pool_figures(before: dict, after: dict) -> dict:
+    """Return the share of borrows that queued, and the median wait and hold, between two
+    ``pool_counts()``."""
+
+    def added(key: str) -> list[int]:
+        cumulative = subtract(after[key], before[key])
+        return subtract(cumulative, [0, *cumulative[:-1]])
+
+    borrows = after["borrows"] - before["borrows"]
+    return {
+        "queued_share": (after["queued"] - before["queued"]) / borrows if borrows else None,
+        "wait_p50_ms": quantile(added("wait_ms"), 0.5),
+        "hold_p50_ms": quantile(added("hold_ms"), 0.5),
+    }
+
+
 def measure(
     servers: Servers,
     clients: int,
     seconds: float,
     sampler_conn,
     timeout: float | None = None,
+    ours: bool = False,
 ) -> dict:
-    """Load the running servers with one wrk; return its numbers and the worker split."""
+    """Load the running servers with one wrk; return its numbers and the worker split.
+
+    ``ours``: the site runs django_pool; add its ``pool_figures()`` for the run.
+    """
     import psutil
 
     workers_ = workers(servers)
     masters = [psutil.Process(process.pid) for process in servers.processes]
     processes = [*masters, *workers_]
+    pool_before = pool_counts(servers) if ours else None
     cpu_before = cpu_seconds(processes)
     wrk = subprocess.Popen(
         servers.wrk_command(clients, seconds, timeout),
@@ -470,6 +511,8 @@ def measure(
     if wrk.returncode != 0:
         raise RuntimeError(f"wrk failed ({wrk.returncode}):\n{output}")
     result = parse_wrk(output)
+    if pool_before is not None:
+        result.update(pool_figures(pool_before, pool_counts(servers)))
     conns = sampler.counts or [0]
     return {
         **result,
@@ -505,7 +548,8 @@ def run_one(
     wait_for_no_conns(sampler_conn)
     with gunicorn(config, fields, threads, path) as servers:
         warm_up(servers, clients, wrk_timeout)
-        run = measure(servers, clients, seconds, sampler_conn, wrk_timeout)
+        ours = config in DJANGO_POOL_RELEASE
+        run = measure(servers, clients, seconds, sampler_conn, wrk_timeout, ours)
     wait_for_no_conns(sampler_conn)
     run.pop("requests")
     return {"config": config, "clients": clients, **run}

@@ -32,9 +32,8 @@ DJANGO_POOL_RELEASE = {
     "django_pool_transaction": "transaction",
 }
 # Pool size per worker process. Persistent connections hold one per thread, 8 per worker of
-# the HTTP comparison: POOL holds half as many (a request holds its connection for one short
-# query, so 4 serve 8 threads with little waiting), POOL_EQUAL as many, for the "_equal"
-# configurations. Every other pooled configuration uses POOL.
+# the HTTP comparison: POOL holds half as many (4 shared by 8 threads), POOL_EQUAL as many,
+# for the "_equal" configurations. Every other pooled configuration uses POOL.
 POOL = {"min_size": 2, "max_size": 4}
 POOL_EQUAL = {"min_size": 4, "max_size": 8}
 # The oversubscribed section (``demo_project.bench.oversubscribed``): 4 workers x 16 threads

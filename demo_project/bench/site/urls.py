@@ -6,4 +6,5 @@ urlpatterns = [
     path("db", views.db),
     path("external_call", views.external_call),
     path("nodb", views.nodb),
+    path("pool", views.pool),
 ]
