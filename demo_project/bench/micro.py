@@ -3,7 +3,8 @@
 ``run_micro()`` measures µs per borrow + return on one thread and on 8 threads sharing 4
 connections, for the raw pools and at Django's level (``connection.ensure_connection();
 connection.close()``) beside Django's native pool, and a ``SELECT 1`` per borrow through our
-pool beside a plain ``queue.Queue`` of the same 4 connections. ``BENCH_COMPARE=<git revision>``
+pool beside a plain ``queue.Queue`` of the same 4 connections, and through our pool with its
+fairness bend off (strict first come, first served). ``BENCH_COMPARE=<git revision>``
 adds rows for our pool core as it was at that revision, measured in the same run.
 """
 
@@ -17,11 +18,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from demo_project.devdb import ROOT, connect_params, database_settings
+from django_pool import pool as pool_module
 
 DB_NAME = "django_pool_bench"
 THREADS, CONNECTIONS = 8, 4
@@ -242,11 +245,15 @@ def bench_select1(params: dict, n: int, budget: float) -> list[dict]:
         queue_loop = select_loop(plain.get, plain.put)
         _timed_run(ours_loop, 200, THREADS)  # warm up: the pool opens all 4
         count = max(50, sized(queue_loop, n, budget) // THREADS)
-        ours_us, queue_us = float("inf"), float("inf")
-        # Interleaved so that drift in the machine's load hits both sides alike.
+        ours_us, queue_us, fcfs_us = float("inf"), float("inf"), float("inf")
+        # Interleaved so that drift in the machine's load hits all sides alike.
         for _ in range(5):
             ours_us = min(ours_us, _timed_run(ours_loop, count, THREADS))
             queue_us = min(queue_us, _timed_run(queue_loop, count, THREADS))
+            with strict_fifo():
+                fcfs_us = min(fcfs_us, _timed_run(ours_loop, count, THREADS))
+        with strict_fifo():
+            fcfs_waits = _waits(pool.getconn, pool.putconn, count)
         rows.append(
             {
                 "driver": driver,
@@ -255,10 +262,24 @@ def bench_select1(params: dict, n: int, budget: float) -> list[dict]:
                 "ratio": ours_us / queue_us,
                 "ours_waits": _waits(pool.getconn, pool.putconn, count),
                 "queue_waits": _waits(plain.get, plain.put, count),
+                "fcfs_us": fcfs_us,
+                "fcfs_ratio": fcfs_us / queue_us,
+                "fcfs_waits": fcfs_waits,
             }
         )
         pool.close()
     return rows
+
+
+@contextmanager
+def strict_fifo() -> Iterator[None]:
+    """Switch our pool's fairness bend off: every return goes to the oldest waiter."""
+    bend = pool_module._KEEP_FOR_S, pool_module._AGAIN_S
+    pool_module._KEEP_FOR_S = pool_module._AGAIN_S = 0.0
+    try:
+        yield
+    finally:
+        pool_module._KEEP_FOR_S, pool_module._AGAIN_S = bend
 
 
 def _waits(getconn: Callable[[], Any], putconn: Callable[[Any], None], n: int) -> dict:
@@ -425,7 +446,8 @@ def print_micro(result: dict) -> None:
     for row in result["select1"]:
         print(
             f"  {row['driver']:<10} django_pool {row['ours_us']:8.2f}   queue.Queue "
-            f"{row['queue_us']:8.2f}   ratio {row['ratio']:.3f}"
+            f"{row['queue_us']:8.2f}   ratio {row['ratio']:.3f}   strict FIFO "
+            f"{row['fcfs_us']:8.2f}   ratio {row['fcfs_ratio']:.3f}"
         )
 
 

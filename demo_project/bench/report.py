@@ -337,6 +337,19 @@ def target_select1(micro: dict | None) -> tuple[str, bool | None, str]:
             f". {waits}: past strict first-come-first-served's p99 before the bend (1.1 ms "
             "psycopg2, 1.6 ms psycopg 3), which no bend of 1 ms can keep to"
         )
+    fcfs = "; ".join(
+        f"{row['driver']} {row['fcfs_ratio']:.2f}× queue.Queue, wait p99 "
+        f"{num(row['fcfs_waits']['p99_ms'], 2)} ms, "
+        f"longest {num(row['fcfs_waits']['max_ms'], 2)} ms"
+        for row in rows
+        if "fcfs_waits" in row
+    )
+    if fcfs:
+        text += (
+            f". Strict first come, first served (the bend off) in this run: {fcfs}: its "
+            "longest waits are past its own p99 too, since a thread handed a connection runs "
+            "only once it has the GIL"
+        )
     return name, met, text
 
 
@@ -893,7 +906,9 @@ def section_micro(micro: dict, chart: str | None) -> list[str]:
         f"### SELECT 1 per borrow, {threads} threads / {conns} connections",
         "",
         "Borrow, `SELECT 1`, return, against a plain `queue.Queue` holding the very same "
-        f"{conns} connections (get, `SELECT 1`, put). Best of 5, interleaved.",
+        f"{conns} connections (get, `SELECT 1`, put), and through django_pool with its "
+        "fairness bend off (strict FIFO: every return goes to the oldest waiter). Best of 5, "
+        "interleaved.",
         "",
     ]
     rows = [
@@ -902,12 +917,17 @@ def section_micro(micro: dict, chart: str | None) -> list[str]:
             num(row["ours_us"], 1),
             num(row["queue_us"], 1),
             f"{row['ratio']:.2f}×",
-            *(_waits(row.get(f"{side}_waits")) for side in ("ours", "queue")),
+            num(row.get("fcfs_us"), 1),
+            *(_waits(row.get(f"{side}_waits")) for side in ("ours", "queue", "fcfs")),
         ]
         for row in micro["select1"]
     ]
-    head = ["driver", "django_pool µs", "queue.Queue µs", "ratio"]
-    head += ["django_pool wait p99 / longest ms", "queue.Queue wait p99 / longest ms"]
+    head = ["driver", "django_pool µs", "queue.Queue µs", "ratio", "strict FIFO µs"]
+    head += [
+        "django_pool wait p99 / longest ms",
+        "queue.Queue wait p99 / longest ms",
+        "strict FIFO wait p99 / longest ms",
+    ]
     lines += table(head, rows, "l")
     django = micro["django"]
     ours = next(row for row in django if row["ours"])
