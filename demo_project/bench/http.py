@@ -8,12 +8,11 @@ over loopback, and records requests/s, p50/p99 latency, errors, the server conne
 held (sampled from ``pg_stat_activity``), CPU ms per request of every gunicorn process and how
 wrk's keep-alive connections were split between the workers; for django_pool, also the share
 of borrows that queued and the median wait and hold (the site's ``pool`` view, read before
-and after the run). Servers of their own, rather than
-workers sharing one accept socket, split the load exactly: a Lua script sends wrk's thread i
-to server i only, so each worker gets the same number of connections (the kernel would hand
-them to whichever worker accepts first: 24/8 or 0/32 as often as 16/16). Configurations are
-interleaved round by round and reported as medians. ``run_sweep`` repeats the load over client
-counts for two of them.
+and after the run). Servers of their own, rather than workers sharing one accept socket,
+split the load exactly: a Lua script sends wrk's thread i to server i only, so each worker
+gets the same number of connections (the kernel would hand them to whichever worker accepts
+first: 24/8 or 0/32 as often as 16/16). Configurations are interleaved round by round and
+reported as medians. ``run_sweep`` repeats the load over client counts for two of them.
 
 Run ``python -m demo_project.bench.http`` for a table; ``BENCH_HTTP_ROUNDS``,
 ``BENCH_HTTP_SECONDS`` and ``BENCH_SWEEP_SECONDS`` shorten it. Needs ``wrk``

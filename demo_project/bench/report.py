@@ -773,17 +773,15 @@ def section_http(http: dict, chart: str | None) -> list[str]:
 
 def _http_pool_figures(configs: dict) -> list[str]:
     """Say, for each django_pool row, how its borrows queued (read from the pool itself)."""
-    lines = [
-        f"- {name}{_queueing(entry['runs'])}"
-        for name, entry in configs.items()
-        if name.startswith("django_pool") and _queueing(entry["runs"])
-    ]
+    lines = []
+    for name, entry in configs.items():
+        queueing = _queueing(entry["runs"]) if name.startswith("django_pool") else ""
+        if queueing:
+            lines.append(f"- {name}{queueing}")
     if not lines:
         return []
-    return ["django_pool's own figures over the loaded seconds (median of the rounds):", ""] + [
-        *lines,
-        "",
-    ]
+    title = "django_pool's own figures over the loaded seconds (median of the rounds):"
+    return [title, "", *lines, ""]
 
 
 def _http_servers(setup: dict) -> str:

@@ -44,7 +44,9 @@ def pool(request: HttpRequest) -> HttpResponse:
     """Answer django_pool's borrow counts and its wait and hold histograms (404 without one)."""
     found = connection.pool  # Django's own pool is a psycopg_pool one: not ours
     if not isinstance(found, ConnectionPool):
-        return JsonResponse({"error": f"no django_pool pool here: {found!r}"}, status=404)
+        return JsonResponse(
+            {"error": f"no django_pool pool here: {type(found).__name__}"}, status=404
+        )
     snapshot = found.snapshot()
     return JsonResponse(
         {
