@@ -56,7 +56,6 @@ _REQUEST_BORROWS = PoolStats.REQUEST_BORROWS
 _MAX_TICK = 5.0
 _MIN_TICK = 0.01
 
-_current_thread = threading.current_thread
 _WorkerThread = background.WorkerThread
 
 # The options a snapshot reports, under their OPTIONS["pool"] names.
@@ -253,6 +252,8 @@ class ConnectionPool:
         "_next_sample",
         "_on_event",
         "_log",
+        "_clock",
+        "_current_thread",
         "__weakref__",
     )
 
@@ -267,7 +268,17 @@ class ConnectionPool:
         *,
         server: str = "",
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        current_thread: Callable[[], Any] | None = None,
+        worker: Callable[[ConnectionPool], background.Worker] | None = None,
     ) -> None:
+        # clock, current_thread and worker are for tests that play several threads and move
+        # time on one thread (a state machine): a monotonic clock, the borrowing thread (its
+        # name and is_alive()), and what runs the pool's connects and maintenance rounds.
+        self._clock = monotonic if clock is None else clock
+        self._current_thread = (
+            threading.current_thread if current_thread is None else current_thread
+        )
         self.name = config.name or "pool"
         self.config = config
         self._connect = connect
@@ -315,8 +326,8 @@ class ConnectionPool:
         # borrow: one turned out dead, so the server may have restarted under them all.
         self._suspect_before = float("-inf")
         self._backoff = Backoff()
-        self._worker = background.Worker(self)
-        self._stats = PoolStats(clock=monotonic, wall=time)
+        self._worker = (background.Worker if worker is None else worker)(self)
+        self._stats = PoolStats(clock=self._clock, wall=time)
         # The fast path's direct references into the stats.
         self._counts = self._stats.counts
         self._waits = self._stats.waits
@@ -339,11 +350,11 @@ class ConnectionPool:
             raise self._other_process_error()
         if not self._started:
             self._start()
-        borrower = _current_thread()
+        borrower = self._current_thread()
         if borrower.__class__ is _WorkerThread:
             raise self._worker_thread_error()
         stack = None if self._leak_timeout is None else _borrower_stack()
-        now = monotonic()
+        now = self._clock()
         lock = self._lock
         lock.acquire()  # not ``with``: that costs twice as much, on every borrow and return
         try:
@@ -458,8 +469,8 @@ class ConnectionPool:
         deadline = now + timeout
         while record is None or not self._is_usable(record, now):
             record = self._pop_idle_or_wait(deadline, timeout, borrower)
-            now = monotonic()
-        lent = monotonic()
+            now = self._clock()
+        lent = self._clock()
         self._mark_borrowed(record, lent, borrower, stack, (lent - started) * 1000.0)
         if lent - started >= self._SLOW_WAIT_MS / 1000.0:
             self._log.slow_wait(lent - started, self.in_use(), self._max_size, self.waiting())
@@ -520,7 +531,7 @@ class ConnectionPool:
         self, deadline: float, timeout: float, borrower: threading.Thread
     ) -> _ConnectionRecord:
         """Take the top idle connection, or queue up and wait for one until the deadline."""
-        now = monotonic()
+        now = self._clock()
         with self._lock:
             if self._closed:
                 self._counts[_REQUESTS_ERRORS] += 1
@@ -591,7 +602,7 @@ class ConnectionPool:
     ) -> _ConnectionRecord:
         """Wait for a hand-off; raise the waiter's error, or PoolTimeout at the deadline."""
         self._wait_for_hand_off(waiter, deadline)
-        now = monotonic()
+        now = self._clock()
         exhausted = None
         with self._lock:
             if now >= self._next_sample:
@@ -622,7 +633,7 @@ class ConnectionPool:
         """
         # Counted down by the waits' own time, not read from the pool's clock again: the
         # caller reads that for the deadline anyway (and tests run it on a fake one).
-        left = deadline - monotonic()
+        left = deadline - self._clock()
         while left > 0:
             started = perf_counter()
             waiter.wait(min(left, _LOOK_S))
@@ -671,7 +682,7 @@ class ConnectionPool:
         # The session state is read only when idle: a rollback may change it, and a broken
         # connection may not know it. Else this is the transaction status.
         state = self._driver.idle_session_state(conn)
-        now = monotonic()
+        now = self._clock()
         lock = self._lock
         lock.acquire()  # not ``with``: see getconn()
         try:
@@ -718,7 +729,7 @@ class ConnectionPool:
             self.putconn(conn, request_borrows)
             return False
         key = id(conn)
-        now = monotonic()
+        now = self._clock()
         lock = self._lock
         lock.acquire()  # not ``with``: see getconn()
         try:
@@ -759,7 +770,7 @@ class ConnectionPool:
         record = self._parked.pop(id(conn), None)
         if record is None:
             return False
-        now = monotonic()
+        now = self._clock()
         if (
             now >= record.expires_at
             or now - record.returned_at >= self._check_after
@@ -868,7 +879,7 @@ class ConnectionPool:
 
     def _give_back(self, record: _ConnectionRecord) -> None:
         """Put a reset connection back, or close it if the pool closed meanwhile."""
-        now = monotonic()
+        now = self._clock()
         with self._lock:
             if not self._closed:
                 self._return_to_waiter_or_idle(record, now)
@@ -909,7 +920,7 @@ class ConnectionPool:
         """Close a connection in hand, then free its slot (maybe for a replacement)."""
         # Closed before the slot is freed, so the server never sees more than max_size.
         self._driver.close(record.conn)
-        now = monotonic()
+        now = self._clock()
         with self._lock:
             self._nconns -= 1
             self._conns.pop(id(record.conn), None)
@@ -921,7 +932,7 @@ class ConnectionPool:
 
     def _distrust_older(self) -> None:
         """Have every connection last known to work before now checked on its next borrow."""
-        now = monotonic()
+        now = self._clock()
         with self._lock:
             self._suspect_before = max(self._suspect_before, now)
 
@@ -933,7 +944,7 @@ class ConnectionPool:
             if self._started or self._closed:
                 return
             self._started = True
-            self._due = monotonic() + self._tick
+            self._due = self._clock() + self._tick
             self._maybe_grow()
         self._worker.start()
 
@@ -960,14 +971,14 @@ class ConnectionPool:
         """Ask the worker for ``count`` connections (under the lock)."""
         if count > 0 and self._backoff.down:
             # While the server is down: one attempt at a time, none before it is due.
-            count = 0 if self._requested or not self._backoff.due(monotonic()) else 1
+            count = 0 if self._requested or not self._backoff.due(self._clock()) else 1
         for _ in range(count):
             self._requested += 1
             self._worker.submit(ConnectionPool._add_connection)
 
     def _add_connection(self) -> None:
         """Open one connection for the oldest waiter or the idle stack (worker)."""
-        started = monotonic()
+        started = self._clock()
         with self._lock:
             if not self._wants_connection(started):
                 self._requested -= 1
@@ -994,7 +1005,7 @@ class ConnectionPool:
         with self._lock:
             self._conns[id(conn)] = conn  # from now on a forked child detaches it
         baseline = self._driver.session_state(conn)
-        now = monotonic()
+        now = self._clock()
         lifetime = self.config.max_lifetime * (1.0 - random.uniform(0.0, 0.1))
         record = _ConnectionRecord(conn, baseline, now, now + lifetime)
         connect_ms = (now - started) * 1000.0
@@ -1021,7 +1032,7 @@ class ConnectionPool:
 
     def _fail_connect(self, error: Exception) -> None:
         """Mark the server down; fail the waiters only if nothing else can reach them."""
-        now = monotonic()
+        now = self._clock()
         with self._lock:
             down_since = self._backoff.failed(error, now)
             delay = self._backoff.retry_at - now
@@ -1080,7 +1091,7 @@ class ConnectionPool:
 
     def _maintain(self) -> None:
         """Close expired, surplus and orphaned connections, report leaks, refill to min_size."""
-        now = monotonic()
+        now = self._clock()
         self._due = now + self._tick
         with self._lock:
             self._maintenance_requested = False
@@ -1128,7 +1139,7 @@ class ConnectionPool:
     def _reclaim(self, orphans: list[_ConnectionRecord]) -> None:
         """Close connections never given back by their exited threads, freeing their slots."""
         for record in orphans:
-            held = monotonic() - record.borrowed_at
+            held = self._clock() - record.borrowed_at
             self._log.reclaimed(held, record.borrower.name, record.stack)
             # Its state is unknown (maybe mid-transaction): closed, never reused.
             self._discard(record, PoolStats.CONNECTIONS_RECLAIMED)
@@ -1199,7 +1210,7 @@ class ConnectionPool:
         Return how many connections it concerns. Useful after a change on the server
         (a failover, new settings for new sessions) that existing sessions do not see.
         """
-        now = monotonic()
+        now = self._clock()
         with self._lock:
             # Expired: the return path closes them, with no new check on the fast path.
             for record in self._borrowed.values():
@@ -1250,7 +1261,7 @@ class ConnectionPool:
 
     def stats(self) -> dict[str, Any]:
         """Return a fresh JSON-ready dict of gauges and counters (times in integer ms)."""
-        now = monotonic()
+        now = self._clock()
         with self._lock:
             return self._read_stats(now)
 
@@ -1272,7 +1283,7 @@ class ConnectionPool:
 
     def snapshot(self) -> dict[str, Any]:
         """Return a fresh JSON-ready dict: config, stats, latency histograms, last hour."""
-        now = monotonic()
+        now = self._clock()
         with self._lock:
             if now >= self._next_sample:
                 self._sample(now)
@@ -1298,7 +1309,7 @@ class ConnectionPool:
 
     def _sample_history(self) -> None:
         """Close the history slots that have ended (worker)."""
-        now = monotonic()
+        now = self._clock()
         with self._lock:
             if now >= self._next_sample:
                 self._sample(now)
