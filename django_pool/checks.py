@@ -227,16 +227,31 @@ def _cache_errors(config: dict) -> list[Error | Warning]:
 
 
 def _metrics_warnings(config: dict) -> list[Warning]:
-    if not config["METRICS"] or importlib.util.find_spec("prometheus_client") is not None:
+    if not config["METRICS"]:
         return []
-    return [
-        Warning(
-            "DJANGO_POOL['METRICS'] is on but prometheus_client is not installed: "
-            "metrics/ answers 501.",
-            hint="pip install 'django-pool[metrics]'",
-            id="django_pool.W002",
+    warnings = []
+    if importlib.util.find_spec("prometheus_client") is None:
+        warnings.append(
+            Warning(
+                "DJANGO_POOL['METRICS'] is on but prometheus_client is not installed: "
+                "metrics/ answers 501.",
+                hint="pip install 'django-pool[metrics]'",
+                id="django_pool.W002",
+            )
         )
-    ]
+    if not config["METRICS_TOKEN"]:
+        warnings.append(
+            Warning(
+                "DJANGO_POOL['METRICS'] is on without a METRICS_TOKEN: metrics/ shows every "
+                "pool's alias, host name and process ids to anyone who asks.",
+                hint="Set DJANGO_POOL['METRICS_TOKEN'] to a long random secret and have "
+                "Prometheus send it (authorization: {credentials: ...} in the scrape config), "
+                "or, if only your own network reaches metrics/, silence this warning with "
+                "SILENCED_SYSTEM_CHECKS = ['django_pool.W003'].",
+                id="django_pool.W003",
+            )
+        )
+    return warnings
 
 
 @register()

@@ -131,7 +131,18 @@ def test_app_settings_must_be_a_dict(settings):
 
 def test_metrics_without_prometheus_client_warns(settings, monkeypatch):
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
-    assert app_ids(settings, METRICS=True) == ["django_pool.W002"]
+    assert app_ids(settings, METRICS=True, METRICS_TOKEN="s3cr3t") == ["django_pool.W002"]
+
+
+@pytest.mark.parametrize("token", [None, ""])
+def test_metrics_without_a_token_warns_that_anyone_can_read_them(settings, token):
+    assert app_ids(settings, METRICS=True, METRICS_TOKEN=token) == ["django_pool.W003"]
+    (warning,) = check_app_settings()
+    assert "METRICS_TOKEN" in warning.hint and "SILENCED_SYSTEM_CHECKS" in warning.hint
+
+
+def test_metrics_with_a_token_pass(settings):
+    assert app_ids(settings, METRICS=True, METRICS_TOKEN="s3cr3t") == []
 
 
 # Hints fit their problem
