@@ -13,6 +13,7 @@ import select
 import signal
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -47,6 +48,16 @@ class FakeConnection:
         self.fail_rollback = False
         self.fail_discard = False
         self.fail_restore = False
+        # Run at the start of the next round trip the pool makes on this connection (outside
+        # the pool's lock): what another thread does meanwhile, at a chosen point.
+        self.meanwhile: Callable[[], object] | None = None
+
+    def round_trip(self, call: str) -> None:
+        """Note a round trip, after running what happens meanwhile, if anything."""
+        self.calls.append(call)
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
 
     def __repr__(self) -> str:
         return f"<FakeConnection #{self.number}{' closed' if self.closed else ''}>"
@@ -69,20 +80,20 @@ class FakeDriver:
         return TxStatus.UNKNOWN if conn.closed else conn.status
 
     def rollback(self, conn: FakeConnection) -> None:
-        conn.calls.append("rollback")
+        conn.round_trip("rollback")
         conn.rollbacks += 1
         if conn.fail_rollback:
             raise FakeError("rollback failed")
         conn.status = TxStatus.IDLE
 
     def discard_all(self, conn: FakeConnection) -> None:
-        conn.calls.append("discard_all")
+        conn.round_trip("discard_all")
         conn.discards += 1
         if conn.fail_discard:
             raise FakeError("discard failed")
 
     def ping(self, conn: FakeConnection) -> None:
-        conn.calls.append("ping")
+        conn.round_trip("ping")
         conn.pings += 1
         if conn.fail_ping:
             raise FakeError("server closed the connection unexpectedly")
@@ -95,7 +106,7 @@ class FakeDriver:
         return conn.session if status == TxStatus.IDLE else status
 
     def restore_session(self, conn: FakeConnection, baseline: tuple) -> None:
-        conn.calls.append("restore_session")
+        conn.round_trip("restore_session")
         if conn.fail_restore:
             raise FakeError("could not restore the session")
         conn.session = baseline
@@ -127,6 +138,8 @@ class FakeConnect:
         self.open_now = 0
         self.max_open = 0
         self.attempts = 0
+        # Run during the next connect, before it returns: what happens meanwhile.
+        self.meanwhile: Callable[[], object] | None = None
         self._lock = threading.Lock()
 
     def fail(self, error: Exception, times: int = 1) -> None:
@@ -152,6 +165,9 @@ class FakeConnect:
             self.max_open = max(self.max_open, self.open_now)
         if self.delay:
             time.sleep(self.delay)
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
         with self._lock:
             if self.failures or not self.server_up:
                 self.open_now -= 1
@@ -222,3 +238,53 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
         self.wall += seconds
+
+
+class FakeThread:
+    """A borrower's identity for a pool's ``current_thread``: one real thread plays many."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.alive = True
+
+    def __repr__(self) -> str:
+        return f"<FakeThread {self.name}{'' if self.alive else ' ended'}>"
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+
+class ManualWorker:
+    """A pool's worker that runs its tasks and rounds only when told to, in the caller's thread.
+
+    For a pool made with ``worker=ManualWorker``: connects and maintenance rounds happen at
+    the points a test chooses, never meanwhile.
+    """
+
+    def __init__(self, pool) -> None:
+        self._pool = weakref.ref(pool)
+        self.tasks: deque = deque()
+        self.thread = None
+
+    def start(self) -> None:
+        pass
+
+    def submit(self, task) -> None:
+        self.tasks.append(task)
+
+    def stop(self, timeout: float = 0.0) -> None:
+        self.tasks.clear()
+
+    def run_tasks(self) -> int:
+        """Run the tasks submitted so far (and those they submit); return how many ran."""
+        ran = 0
+        while self.tasks:
+            self.tasks.popleft()(self._pool())
+            ran += 1
+        return ran
+
+    def maintain(self) -> None:
+        """Run one maintenance round, as the worker does when one is due, then the tasks."""
+        pool = self._pool()
+        type(pool)._maintain(pool)
+        self.run_tasks()
