@@ -3,13 +3,19 @@
 No Django here: the pool gets a ``connect()`` callable that opens one fully set-up
 connection, and a driver adapter (``drivers.Driver``) for the few things it does to one.
 
-Every physical connection has one ``_ConnectionRecord`` and is, at any moment, in exactly
-one place: the idle stack, the borrowed map, or the hands of the one thread that is
-checking, resetting or closing it; ``_conns`` knows them all, for a forked child to detach.
-Decisions (which place, how many to open) are taken under one lock per pool; connecting,
-pinging, rolling back, closing and waiting happen outside it. New connections are opened,
-and idle, expired, orphaned and leaked ones looked after, by the pool's own worker thread
-(``background.py``); ``on_event`` runs in the process's events thread, never in the worker.
+Every physical connection has one ``_ConnectionRecord``, whose ``state`` (``State``) says
+where it is: idle (on the idle stack), lent (in the lent map), parked (in the parked map,
+under the ticket of the wrapper that parked it), or in the hands of the one thread that is
+placing, checking, resetting or closing it. A claim moves a record from one state to another
+by taking it out of its container, in one step under the pool's lock, or, for the wrapper
+holding a parking ticket, in one atomic ``dict.pop`` without it: whoever takes it out owns it,
+and a stale reference (an old ticket) simply finds nothing. ``_records`` holds every open
+connection, whatever its state, for a forked child to detach; the counts are derived from the
+containers. Decisions (which place, how many to open) are taken under one lock per pool;
+connecting, pinging, rolling back, closing and waiting happen outside it. New connections are
+opened, and idle, expired, orphaned and leaked ones looked after, by the pool's own worker
+thread (``background.py``); ``on_event`` runs in the process's events thread, never in the
+worker.
 
 Around the pool: ``PoolStats`` (``stats.py``) keeps the counters, histograms and the last
 hour, updated under the lock borrowing and returning already hold; ``Backoff``
@@ -18,6 +24,7 @@ hour, updated under the lock borrowing and returning already hold; ``Backoff``
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import socket
@@ -40,9 +47,38 @@ from .logs import PoolLog, Stack, describe
 from .options import PoolConfig
 from .stats import BOUNDS_MS, PoolStats
 
-_IDLE = TxStatus.IDLE
-_ACTIVE = TxStatus.ACTIVE
-_UNKNOWN = TxStatus.UNKNOWN
+_TX_IDLE = TxStatus.IDLE
+_TX_ACTIVE = TxStatus.ACTIVE
+_TX_UNKNOWN = TxStatus.UNKNOWN
+
+
+class State:
+    """Where a connection is. A record is in exactly one state; the containers agree."""
+
+    OPENING = "opening"  # connect() returned: being taken in, then placed (idle or to a waiter)
+    IDLE = "idle"  # on the idle stack
+    LENT = "lent"  # borrowed, in the lent map
+    PARKED = "parked"  # kept for the wrapper that parked it, in the parked map by its ticket
+    CHECKING = "checking"  # in a borrower's hands (or handed to a waiter), checked before use
+    RESETTING = "resetting"  # in a thread's hands, rolled back and set back to its baseline
+    CLOSING = "closing"  # in a thread's hands, being closed
+    CLOSED = "closed"  # closed and forgotten
+
+
+# The states as module globals, for the fast paths: one look-up instead of two.
+_OPENING = State.OPENING
+_IDLE = State.IDLE
+_LENT = State.LENT
+_PARKED = State.PARKED
+_CHECKING = State.CHECKING
+_RESETTING = State.RESETTING
+_CLOSING = State.CLOSING
+_CLOSED = State.CLOSED
+
+# Parking tickets, unique in the process: a ticket names one parking of one connection by one
+# wrapper, so a wrapper that parked on a pool since closed, or whose connection another
+# borrower took (and maybe parked again), finds nothing under its old ticket.
+_next_ticket = itertools.count(1).__next__
 
 # Counter names the fast path uses, as module globals: one look-up instead of two.
 _REQUESTS_NUM = PoolStats.REQUESTS_NUM
@@ -111,16 +147,24 @@ def _borrower_stack() -> Stack:
     return stack
 
 
+def _lent_now(lent: dict[int, _ConnectionRecord]) -> list[_ConnectionRecord]:
+    """Return the lent records, copied in one step (take_back() adds to the map without the
+    pool's lock: a loop over the map itself could see it change size)."""
+    return list(lent.values())
+
+
 # A borrow held past leak_timeout: the borrowing thread's name, seconds held, where borrowed.
 _Leak = tuple[str, float, Stack | None]
 
 
 class _ConnectionRecord:
-    """One physical connection, its times (monotonic seconds) and its current checkout."""
+    """One physical connection, its state, its times (monotonic seconds) and its checkout."""
 
     __slots__ = (
         "conn",
+        "key",
         "baseline",
+        "state",
         "created_at",
         "expires_at",
         "checked_at",
@@ -131,28 +175,31 @@ class _ConnectionRecord:
         "shared",
         "leak_reported",
         "taken_back",
-        "stolen",
         "kept_for",
     )
 
-    def __init__(self, conn: Any, baseline: tuple, created_at: float, expires_at: float) -> None:
+    def __init__(
+        self, conn: Any, baseline: tuple | None, created_at: float, expires_at: float
+    ) -> None:
         self.conn = conn
+        self.key = id(conn)  # in _records and _lent
         self.baseline = baseline  # the session state to restore on return
+        self.state = _OPENING
         self.created_at = created_at
         self.expires_at = expires_at
         self.checked_at = created_at  # last known to work: opened or pinged
         self.returned_at = created_at
         self.borrowed_at = created_at
-        # The checkout: who borrowed it (None while not borrowed), from where (only with
+        # The checkout: the thread that holds it (its borrower while lent, the thread that
+        # parked it while parked; None otherwise), from where it was borrowed (only with
         # leak_timeout), and whether other threads use it too (then it is never reclaimed).
         self.borrower: threading.Thread | None = None
         self.stack: Stack | None = None
         self.shared = False
         self.leak_reported: float | None = None  # borrowed_at of the borrow reported leaked
-        # Parking: taken back by its thread, not counted yet (counted under the lock at its
-        # next return); taken from another thread's parking, to reset before it is lent.
+        # Lent by a take_back(), which takes no lock: its borrow is counted under the lock at
+        # its return (or when reclaimed).
         self.taken_back = False
-        self.stolen = False
         # On the idle stack while borrowers wait: the thread that returned it, which may take
         # it straight back for _AGAIN_S (see _return_to_waiter_or_idle); else only waiters.
         self.kept_for: threading.Thread | None = None
@@ -229,11 +276,10 @@ class ConnectionPool:
         "_lock",
         "_settled",
         "_idle",
-        "_borrowed",
+        "_lent",
         "_parked",
-        "_conns",
+        "_records",
         "_waiting",
-        "_nconns",
         "_requested",
         "_connecting",
         "_connect_started",
@@ -242,6 +288,7 @@ class ConnectionPool:
         "_maintenance_requested",
         "_due",
         "_suspect_before",
+        "_recycled_at",
         "_backoff",
         "_worker",
         "_stats",
@@ -306,15 +353,17 @@ class ConnectionPool:
         # pool shrinks after a spike. A FIFO would lend them in turn and keep every one of
         # them "recently used" forever.
         self._idle: list[_ConnectionRecord] = []
-        self._borrowed: dict[int, _ConnectionRecord] = {}
-        # Borrowed connections their threads parked at a request's end (see park()), by id().
-        # Taking one out is the claim, for its thread (take_back(), without the lock) or for a
-        # borrower who found none idle (under the lock): dict.pop is atomic, so one wins.
+        # Lent connections by id() of the connection. take_back() adds to it without the lock:
+        # loops go over a copy (_lent_now()).
+        self._lent: dict[int, _ConnectionRecord] = {}
+        # Connections parked at a request's end (see park()), by ticket. Taking one out is the
+        # claim: for the wrapper holding the ticket without the lock (take_back(), unpark()),
+        # under it for a borrower who found none idle, or for the pool's maintenance.
         self._parked: dict[int, _ConnectionRecord] = {}
-        # Every open connection by id(), wherever it is, from the moment connect() returns.
-        self._conns: dict[int, Any] = {}
+        # Every open connection by id(), whatever its state, from the moment connect() returns
+        # until it is closed: its size is the number of connections the server sees.
+        self._records: dict[int, _ConnectionRecord] = {}
         self._waiting: deque[_Waiter] = deque()
-        self._nconns = 0  # open: idle, borrowed, or in a thread's hands
         self._requested = 0  # asked of the worker, not yet opened or given up
         self._connecting = 0  # of those, the connect under way (0 or 1: one worker)
         self._connect_started: float | None = None  # when the connect under way began
@@ -325,6 +374,9 @@ class ConnectionPool:
         # A connection last known to work before this moment is checked on its next
         # borrow: one turned out dead, so the server may have restarted under them all.
         self._suspect_before = float("-inf")
+        # recycle() replaces every connection open at this moment, and those whose connect
+        # began before it (psycopg_pool's drain() keeps the like).
+        self._recycled_at = float("-inf")
         self._backoff = Backoff()
         self._worker = (background.Worker if worker is None else worker)(self)
         self._stats = PoolStats(clock=self._clock, wall=time)
@@ -350,11 +402,13 @@ class ConnectionPool:
             raise self._other_process_error()
         if not self._started:
             self._start()
-        borrower = self._current_thread()
+        # Read, then called: self._clock() would be a slow method look-up on every borrow.
+        current_thread, clock = self._current_thread, self._clock
+        borrower = current_thread()
         if borrower.__class__ is _WorkerThread:
             raise self._worker_thread_error()
         stack = None if self._leak_timeout is None else _borrower_stack()
-        now = self._clock()
+        now = clock()
         lock = self._lock
         lock.acquire()  # not ``with``: that costs twice as much, on every borrow and return
         try:
@@ -367,21 +421,24 @@ class ConnectionPool:
             idle = self._idle
             # While borrowers wait, the slow path says who may take it (_may_take_top()).
             record = idle.pop() if idle and not self._waiting else None
-            if (
-                record is not None
-                and now < record.expires_at
-                and now - record.returned_at < self._check_after
-                and record.checked_at > self._suspect_before
-            ):
-                record.borrowed_at = now
-                record.borrower = borrower
-                record.stack = stack
-                self._borrowed[id(record.conn)] = record
-                self._wait_counts[0] += 1  # lent at once: a zero wait
-                in_use = self._nconns - len(idle) - len(self._parked)  # _note_in_use(), inlined
-                if in_use > self._stats.peak_in_use:
-                    self._stats.peak_in_use = in_use
-                return record.conn
+            if record is not None:
+                if (
+                    now < record.expires_at
+                    and now - record.returned_at < self._check_after
+                    and record.checked_at > self._suspect_before
+                ):
+                    # _mark_borrowed(), inlined, with a zero wait and _note_in_use().
+                    record.state = _LENT
+                    record.borrowed_at = now
+                    record.borrower = borrower
+                    record.stack = stack
+                    self._lent[record.key] = record
+                    self._wait_counts[0] += 1
+                    in_use = len(self._records) - len(idle) - len(self._parked)
+                    if in_use > self._stats.peak_in_use:
+                        self._stats.peak_in_use = in_use
+                    return record.conn
+                record.state = _CHECKING  # to check or replace, outside the lock
         finally:
             lock.release()
         timeout = self._timeout if timeout is None else timeout
@@ -404,7 +461,7 @@ class ConnectionPool:
         the connection and gives it back later.
         """
         with self._lock:
-            record = self._borrowed.get(id(conn))
+            record = self._lent.get(id(conn))
             if record is not None:
                 record.shared = shared
 
@@ -413,7 +470,7 @@ class ConnectionPool:
 
         False for a broken connection: giving it back is how it gets replaced.
         """
-        return self._driver.status(conn) not in (_IDLE, _UNKNOWN)
+        return self._driver.status(conn) not in (_TX_IDLE, _TX_UNKNOWN)
 
     def note_request(self, borrows: int) -> None:
         """Count a Django request that ended having borrowed ``borrows`` times."""
@@ -427,7 +484,7 @@ class ConnectionPool:
         the toolbar panel's borrow records, never on the fast path.
         """
         with self._lock:
-            record = self._borrowed.get(id(conn))
+            record = self._lent.get(id(conn))
             if record is None:
                 return None
             return {
@@ -444,15 +501,15 @@ class ConnectionPool:
         """
         status = self._driver.status(conn)
         with self._lock:
-            record = self._borrowed.get(id(conn))
+            record = self._lent.get(id(conn))
         restore = (
-            status == _IDLE
+            status == _TX_IDLE
             and record is not None
             and self._driver.session_state(conn) != record.baseline
         )
         return {
-            "rollback": status not in (_IDLE, _UNKNOWN),
-            "broken": status == _UNKNOWN,
+            "rollback": status not in (_TX_IDLE, _TX_UNKNOWN),
+            "broken": status == _TX_UNKNOWN,
             "restore": restore,
         }
 
@@ -467,25 +524,32 @@ class ConnectionPool:
         """Check the connection in hand, or get another, until a usable one is borrowed."""
         started = now
         deadline = now + timeout
-        while record is None or not self._is_usable(record, now):
+        while True:
+            if record is not None and self._is_usable(record, now):
+                lent = self._clock()
+                if self._mark_borrowed(record, lent, borrower, stack, (lent - started) * 1000.0):
+                    break
+                self._discard(record)  # recycled, or the pool closed, while it was checked
             record = self._pop_idle_or_wait(deadline, timeout, borrower)
             now = self._clock()
-        lent = self._clock()
-        self._mark_borrowed(record, lent, borrower, stack, (lent - started) * 1000.0)
         if lent - started >= self._SLOW_WAIT_MS / 1000.0:
             self._log.slow_wait(lent - started, self.in_use(), self._max_size, self.waiting())
         return record.conn
 
     def _is_usable(self, record: _ConnectionRecord, now: float) -> bool:
-        """Close the connection and return False if it expired or fails its check."""
-        if record.stolen:  # from another thread's parking: reset as on any return
-            record.stolen = False
+        """Close the connection in hand and return False if it expired or fails its check."""
+        if record.state is _RESETTING:  # from another thread's parking: reset as on any return
             if not self._reset(record, self._driver.status(record.conn)):
                 self._discard(record, PoolStats.RETURNS_BAD)
                 return False
+            record.state = _CHECKING
         if now >= record.expires_at:
             self._discard(record)
             return False
+        return self._passes_check(record, now)
+
+    def _passes_check(self, record: _ConnectionRecord, now: float) -> bool:
+        """Ping the connection in hand if the check rule says so; close it if that fails."""
         if (
             now - record.returned_at < self._check_after
             and record.checked_at > self._suspect_before
@@ -509,21 +573,30 @@ class ConnectionPool:
         borrower: threading.Thread,
         stack: Stack | None,
         waited_ms: float,
-    ) -> None:
-        """Record the checkout of a connection in hand, and how long its borrower waited."""
+    ) -> bool:
+        """Lend a connection in hand and count how long its borrower waited.
+
+        Return False, and leave it to be closed, if it was recycled or the pool closed
+        while it was in hand.
+        """
         with self._lock:
+            if now >= record.expires_at or self._closed:
+                record.state = _CLOSING
+                return False
             if now >= self._next_sample:
                 self._sample(now)
+            record.state = _LENT
             record.borrowed_at = now
             record.borrower = borrower
             record.stack = stack
-            self._borrowed[id(record.conn)] = record
+            self._lent[record.key] = record
             self._waits.add(waited_ms)
             self._note_in_use()
+            return True
 
     def _note_in_use(self) -> None:
         """Keep the peak of connections in use since the last history sample (under the lock)."""
-        in_use = self._nconns - len(self._idle) - len(self._parked)
+        in_use = len(self._records) - len(self._idle) - len(self._parked)
         if in_use > self._stats.peak_in_use:
             self._stats.peak_in_use = in_use
 
@@ -536,9 +609,8 @@ class ConnectionPool:
             if self._closed:
                 self._counts[_REQUESTS_ERRORS] += 1
                 raise self._closed_error()
-            idle = self._idle
-            if idle and (not self._waiting or self._may_take_top(borrower, now)):
-                record = idle.pop()
+            if self._idle and (not self._waiting or self._may_take_top(borrower, now)):
+                record = self._take_idle()
             else:
                 record = self._steal_parked()
             if record is not None:
@@ -560,6 +632,12 @@ class ConnectionPool:
         self._reclaim(orphans)
         return self._wait(waiter, now, deadline, timeout)
 
+    def _take_idle(self) -> _ConnectionRecord:
+        """Claim the top idle connection, to check before it is lent (under the lock)."""
+        record = self._idle.pop()
+        record.state = _CHECKING
+        return record
+
     def _may_take_top(self, borrower: threading.Thread, now: float) -> bool:
         """Whether ``borrower`` may take the top idle connection while others wait (under lock).
 
@@ -573,7 +651,7 @@ class ConnectionPool:
         """Return whether no connection can reach a waiter: none open, no connect to come."""
         # Anything open (borrowed, or being checked or reset) may come back; one connect
         # under way or due may succeed. Only when neither holds is the server's error final.
-        return not (self._nconns or self._connecting or self._backoff.due(now))
+        return not (self._records or self._connecting or self._backoff.due(now))
 
     def _refuse_if_queue_full(self) -> tuple[TooManyRequests, dict[str, Any]] | None:
         """Count and return the refusal of a waiter past max_waiting, if full (under the lock)."""
@@ -642,16 +720,16 @@ class ConnectionPool:
                 if waiter.record is not None or waiter.error is not None:
                     return
                 waiter.rearm()
-                if self._waiting[0] is not waiter:  # first come, first served
+                # First come, first served. Nothing is parked while borrowers wait: a borrower
+                # takes a parked connection before it queues, and park() refuses while any do.
+                if self._waiting[0] is not waiter or not self._idle:
                     continue
-                record = self._idle.pop() if self._idle else self._steal_parked()
-                if record is not None:
-                    self._waiting.popleft()
-                    waiter.record = record
-                    while self._idle and self._waiting:  # any more left there: to the next
-                        self._waiting.popleft().set(self._idle.pop())
-                    self._note_in_use()
-                    return
+                self._waiting.popleft()
+                waiter.record = self._take_idle()
+                while self._idle and self._waiting:  # any more left there: to the next
+                    self._waiting.popleft().set(self._take_idle())
+                self._note_in_use()
+                return
 
     def _exhaustion(self, error: str) -> dict[str, Any]:
         """Describe the pool for a borrower refused with ``error`` (under the lock)."""
@@ -682,7 +760,8 @@ class ConnectionPool:
         # The session state is read only when idle: a rollback may change it, and a broken
         # connection may not know it. Else this is the transaction status.
         state = self._driver.idle_session_state(conn)
-        now = self._clock()
+        clock = self._clock  # read, then called: see getconn()
+        now = clock()
         lock = self._lock
         lock.acquire()  # not ``with``: see getconn()
         try:
@@ -690,10 +769,11 @@ class ConnectionPool:
                 self._sample(now)
             if request_borrows:
                 self._count_request(request_borrows)
-            record = self._borrowed.pop(id(conn), None)
-            if record is None and not self._closed and state != _UNKNOWN:
-                raise self._not_lent_error(conn)
-            if record is not None:
+            record = self._lent.pop(id(conn), None)
+            if record is None:
+                if not self._closed and state != _TX_UNKNOWN:
+                    raise self._not_lent_error(conn)
+            else:
                 if record.taken_back:
                     self._count_take_back(record)
                 held_ms = (now - record.borrowed_at) * 1000.0
@@ -708,32 +788,38 @@ class ConnectionPool:
                 ):
                     self._return_to_waiter_or_idle(record, now)
                     return
+                record.state = _RESETTING  # or closed, by _putconn_slow()
         finally:
             lock.release()
-        status = _IDLE if state.__class__ is tuple else state
+        status = _TX_IDLE if state.__class__ is tuple else state
         self._putconn_slow(conn, record, status, now)
 
-    # Parking (HikariCP's ConcurrentBag, in Django's terms): at a request's end the thread keeps
-    # its connection, and its next request takes it straight back; a borrower that finds no
-    # connection idle takes a parked one instead, reset as on any return.
+    # Parking (HikariCP's ConcurrentBag, in Django's terms): at a request's end the wrapper keeps
+    # a ticket for its connection, and its next request takes it straight back with it; a
+    # borrower that finds no connection idle takes a parked one instead, reset as on any return.
+    # Whoever takes a record out of _parked has claimed it: the ticket's holder without the
+    # lock (dict.pop is atomic), anyone else under it.
 
-    def park(self, conn: Any, request_borrows: int = 0) -> bool:
-        """At a request's end, keep ``conn`` for its borrower's next request (``take_back()``).
+    def park(self, conn: Any, request_borrows: int = 0) -> int | None:
+        """At a request's end, keep ``conn`` for its borrower's next request; return a ticket.
 
         Parked only with no transaction open and nobody waiting; it stays as its borrower left
-        it (session settings included) until another borrower takes it. Return False when it
-        was given back as by ``putconn()`` instead: with borrowers waiting, the oldest gets
-        it. ``request_borrows`` counts the request that ends (see ``note_request()``).
+        it (session settings included) until another borrower takes it. Only the ticket takes
+        it back (``take_back()``), once. Return None when it was given back as by
+        ``putconn()`` instead: with borrowers waiting, the oldest gets it. ``request_borrows``
+        counts the request that ends (see ``note_request()``).
         """
-        if self._pid != _pid or self._driver.status(conn) != _IDLE:
+        # In a forked child the pool is closed: putconn() leaves the parent's connection alone.
+        if self._driver.status(conn) != _TX_IDLE:
             self.putconn(conn, request_borrows)
-            return False
+            return None
         key = id(conn)
-        now = self._clock()
+        clock = self._clock  # read, then called: see getconn()
+        now = clock()
         lock = self._lock
         lock.acquire()  # not ``with``: see getconn()
         try:
-            record = self._borrowed.get(key)
+            record = self._lent.pop(key, None)
             if (
                 record is not None
                 and not self._waiting
@@ -743,48 +829,89 @@ class ConnectionPool:
             ):
                 if now >= self._next_sample:
                     self._sample(now)
+                # Inlined, once per request: _count_request(), _count_take_back() and
+                # self._holds.add(held_ms).
                 counts = self._counts
                 if request_borrows:
                     counts[_DJANGO_REQUESTS] += 1
                     counts[_REQUEST_BORROWS] += request_borrows
-                if record.taken_back:  # _count_take_back(), inlined
+                if record.taken_back:
                     record.taken_back = False
                     counts[_REQUESTS_NUM] += 1
                     self._wait_counts[0] += 1
-                self._holds.add((now - record.borrowed_at) * 1000.0)
+                held_ms = (now - record.borrowed_at) * 1000.0
+                holds = self._holds
+                holds.counts[bisect_left(BOUNDS_MS, held_ms)] += 1
+                holds.sum_ms += held_ms
+                record.state = _PARKED
                 record.returned_at = now
-                self._parked[key] = record
-                return True
+                ticket = _next_ticket()
+                self._parked[ticket] = record
+                return ticket
+            if record is not None:
+                self._lent[key] = record  # for putconn()
         finally:
             lock.release()
         self.putconn(conn, request_borrows)
-        return False
+        return None
 
-    def take_back(self, conn: Any) -> bool:
-        """Lend ``conn`` again to the thread that parked it, if no other borrower took it.
+    def take_back(self, ticket: int) -> Any | None:
+        """Lend the connection parked under ``ticket`` again, to the wrapper that parked it.
 
-        Without the lock: taking it out of the parked map is the claim. False when another
-        borrower has it, the pool closed it, or it is due its check or expired (then it is
-        given back, for ``getconn()`` to check or replace): borrow with ``getconn()``.
+        Return None if it is no longer parked there (another borrower took it, the pool
+        closed or replaced it), or if it failed its check: then borrow with ``getconn()``.
+        Like a borrow, it is checked first when ``check`` says so, and never lent expired.
+        Its borrower stays the thread that parked it: a ticket is its wrapper's, and a
+        wrapper its thread's.
         """
-        record = self._parked.pop(id(conn), None)
+        # Without the lock: popping it is the claim, putting it in _lent lends it (both atomic
+        # dict operations). The borrow is counted under the lock at its return (taken_back).
+        record = self._parked.pop(ticket, None)
         if record is None:
-            return False
-        now = self._clock()
+            return None
+        clock = self._clock  # read, then called: see getconn()
+        now = clock()
         if (
-            now >= record.expires_at
-            or now - record.returned_at >= self._check_after
-            or record.checked_at <= self._suspect_before
+            now < record.expires_at
+            and now - record.returned_at < self._check_after
+            and record.checked_at > self._suspect_before
         ):
-            record.checked_at = float("-inf")  # so that getconn() checks it, as it would have
-            self.putconn(conn)
-            return False
-        # Its borrower stays the thread that parked it: a wrapper is its thread's own.
-        record.borrowed_at = now
-        if self._leak_timeout is not None:
-            record.stack = _borrower_stack()
-        record.taken_back = True  # counted as a borrow at its return, under the lock
-        return True
+            record.state = _LENT
+            record.borrowed_at = now
+            if self._leak_timeout is not None:
+                record.stack = _borrower_stack()
+            record.taken_back = True
+            lent = self._lent
+            lent[record.key] = record
+            # _note_in_use() without the lock, counting the lent ones only (those in a thread's
+            # hands are few and brief): a store lost to a borrow at the same moment would only
+            # lower one history point's peak.
+            if len(lent) > self._stats.peak_in_use:
+                self._stats.peak_in_use = len(lent)
+            return record.conn
+        record.state = _CHECKING
+        return self._take_back_slow(record, now)
+
+    def _take_back_slow(self, record: _ConnectionRecord, now: float) -> Any | None:
+        """Check a claimed parked connection as a borrow would, then lend it or close it."""
+        if now >= record.expires_at:
+            self._discard(record)
+            return None
+        if not self._passes_check(record, now):
+            return None
+        stack = None if self._leak_timeout is None else _borrower_stack()
+        if not self._mark_borrowed(record, self._clock(), record.borrower, stack, 0.0):
+            self._discard(record)
+            return None
+        self._count(_REQUESTS_NUM)
+        return record.conn
+
+    def unpark(self, ticket: int) -> None:
+        """Give the connection parked under ``ticket`` back for good, if it is still parked."""
+        record = self._parked.pop(ticket, None)  # the claim, as in take_back()
+        if record is not None:
+            record.state = _RESETTING
+            self._reset_and_give_back(record)
 
     def _count_request(self, borrows: int) -> None:
         """Count a Django request that borrowed ``borrows`` times (under the lock)."""
@@ -799,37 +926,43 @@ class ConnectionPool:
 
     def _steal_parked(self) -> _ConnectionRecord | None:
         """Claim a parked connection for a borrower that found none idle (under the lock)."""
-        if not self._parked:
-            return None
         try:
-            key, record = self._parked.popitem()
-        except KeyError:  # its thread took the last one back meanwhile
+            _, record = self._parked.popitem()
+        except KeyError:  # none parked, or its wrapper took the last one back meanwhile
             return None
-        del self._borrowed[key]
-        record.stolen = True  # reset before it is lent (_is_usable)
+        record.state = _RESETTING  # reset before it is lent (_is_usable)
         return record
 
-    def _unpark_stale(self, now: float) -> list[_ConnectionRecord]:
-        """Claim the parked connections of exited threads, or parked past max_idle (under lock).
+    def _claim_stale_parked(
+        self, now: float
+    ) -> tuple[list[_ConnectionRecord], list[_ConnectionRecord]]:
+        """Claim parked connections past their lifetime, and those whose thread exited or that
+        were parked past max_idle (under the lock): the first to close, the others to reset.
 
-        They go back on the idle stack once reset, where the usual rules close them.
+        Reset, the others go back on the idle stack, where the usual rules close them.
         """
         stale_since = now - self._max_idle
-        claimed = []
-        for key, record in list(self._parked.items()):
-            stale = record.returned_at < stale_since or not record.borrower.is_alive()
-            if stale and self._parked.pop(key, None) is not None:
-                del self._borrowed[key]
-                claimed.append(record)
-        return claimed
-
-    def _give_back_unparked(self, records: list[_ConnectionRecord]) -> None:
-        """Reset claimed parked connections and put them back on the idle stack, or close them."""
-        for record in records:
-            if self._reset(record, self._driver.status(record.conn)):
-                self._give_back(record)
+        expired, stale = [], []
+        for ticket, record in list(self._parked.items()):
+            if now >= record.expires_at:
+                claimed = expired
+            elif record.returned_at < stale_since or not record.borrower.is_alive():
+                claimed = stale
             else:
-                self._discard(record, PoolStats.RETURNS_BAD)
+                continue
+            if self._parked.pop(ticket, None) is not None:  # unless taken back meanwhile
+                record.state = _CLOSING if claimed is expired else _RESETTING
+                claimed.append(record)
+        return expired, stale
+
+    def _claim_idle_and_parked(self) -> list[_ConnectionRecord]:
+        """Claim every idle and parked connection, to close them (under the lock)."""
+        claimed, self._idle = self._idle, []
+        while (record := self._steal_parked()) is not None:
+            claimed.append(record)
+        for record in claimed:
+            record.state = _CLOSING
+        return claimed
 
     def _putconn_slow(
         self, conn: Any, record: _ConnectionRecord | None, status: TxStatus, now: float
@@ -847,20 +980,27 @@ class ConnectionPool:
 
     def _close_unknown(self, conn: Any, status: TxStatus) -> None:
         """Close a connection returned that the pool no longer knows, quietly."""
-        if status == _UNKNOWN and not self._closed:
+        if status == _TX_UNKNOWN and not self._closed:
             # Already closed: reclaimed after its borrowing thread exited, while another
             # thread still had it. Nothing is lost by accepting it; the log says why.
             self._log.late_return()
         self._driver.close(conn)  # returned to a closed pool, which forgot it
 
+    def _reset_and_give_back(self, record: _ConnectionRecord) -> None:
+        """Reset a claimed connection and put it back, or close it if the reset fails."""
+        if self._reset(record, self._driver.status(record.conn)):
+            self._give_back(record)
+        else:
+            self._discard(record, PoolStats.RETURNS_BAD)
+
     def _reset(self, record: _ConnectionRecord, status: TxStatus) -> bool:
         """Roll back and/or discard or restore session state; return False if it failed."""
-        if status == _UNKNOWN:
+        if status == _TX_UNKNOWN:
             self._log.returned_broken()
             self._distrust_older()
             return False
         try:
-            if status != _IDLE:
+            if status != _TX_IDLE:
                 self._driver.rollback(record.conn)
             if self._discard_all:
                 self._driver.discard_all(record.conn)
@@ -878,12 +1018,13 @@ class ConnectionPool:
         self._count(PoolStats.SESSIONS_RESTORED)
 
     def _give_back(self, record: _ConnectionRecord) -> None:
-        """Put a reset connection back, or close it if the pool closed meanwhile."""
+        """Put a reset connection back, or close it if it was recycled or the pool closed."""
         now = self._clock()
         with self._lock:
-            if not self._closed:
+            if not self._closed and now < record.expires_at:
                 self._return_to_waiter_or_idle(record, now)
                 return
+            record.state = _CLOSING
         self._discard(record)
 
     def _return_to_waiter_or_idle(
@@ -904,26 +1045,30 @@ class ConnectionPool:
         waiting = self._waiting
         if waiting:
             if not returned or now - waiting[0].since >= _KEEP_FOR_S:
+                record.state = _CHECKING  # in the waiter's hands
                 waiting.popleft().set(record)
                 return
             record.kept_for = returner
+            record.state = _IDLE
             self._idle.append(record)
             waiting[0].nudge()
             return
         record.kept_for = None
+        record.state = _IDLE
         self._idle.append(record)
         # Cheap look at the bottom of the stack; the worker does the closing.
-        if self._nconns > self._min_size and self._idle[0].returned_at < now - self._max_idle:
+        if len(self._records) > self._min_size and self._idle[0].returned_at < now - self._max_idle:
             self._request_maintenance()
 
     def _discard(self, record: _ConnectionRecord, counter: str | None = None) -> None:
         """Close a connection in hand, then free its slot (maybe for a replacement)."""
+        record.state = _CLOSING
         # Closed before the slot is freed, so the server never sees more than max_size.
         self._driver.close(record.conn)
         now = self._clock()
         with self._lock:
-            self._nconns -= 1
-            self._conns.pop(id(record.conn), None)
+            del self._records[record.key]
+            record.state = _CLOSED
             self._counts[PoolStats.CONNECTIONS_CLOSED] += 1
             if counter is not None:
                 self._counts[counter] += 1
@@ -954,7 +1099,7 @@ class ConnectionPool:
             return
         self._grow_for_waiters()
         self._request_connections(
-            min(self._min_size - self._nconns - self._requested, self._room())
+            min(self._min_size - len(self._records) - self._requested, self._room())
         )
 
     def _grow_for_waiters(self) -> None:
@@ -965,7 +1110,7 @@ class ConnectionPool:
         self._request_connections(min(len(self._waiting) - self._requested, self._room()))
 
     def _room(self) -> int:
-        return self._max_size - self._nconns - self._requested
+        return self._max_size - len(self._records) - self._requested
 
     def _request_connections(self, count: int) -> None:
         """Ask the worker for ``count`` connections (under the lock)."""
@@ -995,40 +1140,40 @@ class ConnectionPool:
 
     def _wants_connection(self, now: float) -> bool:
         """Return whether a requested connection is still needed and may be opened now."""
-        if self._closed or not (self._waiting or self._nconns < self._min_size):
+        if self._closed or not (self._waiting or len(self._records) < self._min_size):
             return False
         # A request made before the last failed connect waits for the next attempt.
         return self._backoff.due(now)
 
     def _add_record(self, conn: Any, started: float) -> None:
-        """Take a new connection into the pool, or close it if the pool closed meanwhile."""
-        with self._lock:
-            self._conns[id(conn)] = conn  # from now on a forked child detaches it
-        baseline = self._driver.session_state(conn)
+        """Take a new connection into the pool; close it if the pool closed or was recycled
+        since the connect began."""
         now = self._clock()
         lifetime = self.config.max_lifetime * (1.0 - random.uniform(0.0, 0.1))
-        record = _ConnectionRecord(conn, baseline, now, now + lifetime)
         connect_ms = (now - started) * 1000.0
+        record = _ConnectionRecord(conn, None, now, now + lifetime)
+        with self._lock:
+            self._records[id(conn)] = record  # from now on a forked child detaches it
+            self._requested -= 1  # and it counts as open
+        record.baseline = self._driver.session_state(conn)
         with self._lock:
             down_since = self._backoff.succeeded()
             self._end_connect()
             self._counts[PoolStats.CONNECTIONS_NUM] += 1
             self._stats.connects.add(connect_ms)
-            closed = self._closed
-            if closed:
-                self._counts[PoolStats.CONNECTIONS_CLOSED] += 1
-                del self._conns[id(conn)]
+            stale = self._closed or started < self._recycled_at
+            if stale:
+                record.state = _CLOSING
             else:
                 # Queued before the hand-off, so that its borrower's next dispatch comes after.
                 self._emit("connection_created", {"connect_ms": connect_ms})
-                self._nconns += 1
                 self._return_to_waiter_or_idle(record, now, returned=False)
                 self._note_in_use()
                 self._maybe_grow()
         if down_since is not None:
             self._log.server_up(now - down_since)
-        if closed:
-            self._driver.close(conn)
+        if stale:
+            self._discard(record)  # and, unless closed, open another in its place
 
     def _fail_connect(self, error: Exception) -> None:
         """Mark the server down; fail the waiters only if nothing else can reach them."""
@@ -1041,6 +1186,7 @@ class ConnectionPool:
         # Logged before the waiters fail, so the log explains the errors that follow it.
         self._log.connect_failed(error, None if down_since is None else now - down_since, delay)
         with self._lock:
+            self._requested -= 1
             self._end_connect()
             self._counts[PoolStats.CONNECTIONS_ERRORS] += 1
             self._fail_waiters_if_nothing_can_come(now, error)
@@ -1067,7 +1213,6 @@ class ConnectionPool:
 
     def _end_connect(self) -> None:
         """Count the connect under way as done, for close() to know (under the lock)."""
-        self._requested -= 1
         self._connecting -= 1
         self._connect_started = None
         if not self._connecting:
@@ -1078,7 +1223,7 @@ class ConnectionPool:
         if (
             self._backoff.down
             and self._backoff.retry_at > now
-            and (self._waiting or self._nconns + self._requested < self._min_size)
+            and (self._waiting or len(self._records) + self._requested < self._min_size)
         ):
             self._due = min(self._due, self._backoff.retry_at)
 
@@ -1099,14 +1244,15 @@ class ConnectionPool:
                 return
             doomed = self._pop_idle_to_close(now)
             orphans = self._pop_orphans()
-            unparked = self._unpark_stale(now)
+            expired, unparked = self._claim_stale_parked(now)
             leaks = self._note_leaks(now)
             self._maybe_grow()
             self._plan_retry(now)
         self._warn_of_leaks(leaks)
         self._reclaim(orphans)
-        self._give_back_unparked(unparked)
-        for record in doomed:
+        for record in unparked:
+            self._reset_and_give_back(record)
+        for record in doomed + expired:
             self._discard(record)
 
     def _pop_idle_to_close(self, now: float) -> list[_ConnectionRecord]:
@@ -1114,24 +1260,25 @@ class ConnectionPool:
         doomed = [record for record in self._idle if now >= record.expires_at]
         if doomed:
             self._idle = [record for record in self._idle if now < record.expires_at]
-        surplus = self._nconns - len(doomed) - self._min_size
+        surplus = len(self._records) - len(doomed) - self._min_size
         stale = now - self._max_idle
         while surplus > 0 and self._idle and self._idle[0].returned_at < stale:
             doomed.append(self._idle.pop(0))
             surplus -= 1
+        for record in doomed:
+            record.state = _CLOSING
         return doomed
 
     def _pop_orphans(self) -> list[_ConnectionRecord]:
-        """Take out borrowed connections whose borrowing thread has exited (under the lock)."""
+        """Claim lent connections whose borrowing thread has exited, to close (under the lock)."""
         orphans = [
             record
-            for record in self._borrowed.values()
-            if not record.shared
-            and not record.borrower.is_alive()
-            and id(record.conn) not in self._parked  # those are _unpark_stale()'s
+            for record in _lent_now(self._lent)
+            if not record.shared and not record.borrower.is_alive()
         ]
         for record in orphans:
-            del self._borrowed[id(record.conn)]
+            del self._lent[record.key]
+            record.state = _CLOSING
             if record.taken_back:
                 self._count_take_back(record)
         return orphans
@@ -1150,9 +1297,7 @@ class ConnectionPool:
         if self._leak_timeout is None:
             return []
         leaks = []
-        for key, record in self._borrowed.items():
-            if key in self._parked:
-                continue  # given back at a request's end, not held
+        for record in _lent_now(self._lent):
             held = now - record.borrowed_at
             if held >= self._leak_timeout and record.leak_reported != record.borrowed_at:
                 record.leak_reported = record.borrowed_at
@@ -1174,49 +1319,48 @@ class ConnectionPool:
             if self._closed:
                 return
             self._closed = True
-            idle, self._idle = self._idle + self._claim_parked(), []
-            self._nconns -= len(idle)
-            for record in idle:
-                del self._conns[id(record.conn)]
-            self._counts[PoolStats.CONNECTIONS_CLOSED] += len(idle)
+            doomed = self._claim_idle_and_parked()
             while self._waiting:
                 self._waiting.popleft().fail(self._closed_error())
         self._worker.stop()
-        for record in idle:
-            self._driver.close(record.conn)
+        for record in doomed:
+            self._discard(record)
         # Up to ``timeout`` seconds: a connect under way closes its connection when it lands
         # in the closed pool, so that afterwards the server sees none of this pool's.
         with self._lock:
             self._settled.wait_for(lambda: not self._connecting, timeout)
 
     def close_idle(self) -> int:
-        """Close the idle connections now (the pool refills to min_size); return how many."""
-        with self._lock:
-            idle, self._idle = self._idle + self._claim_parked(), []
-        for record in idle:
-            self._discard(record)
-        return len(idle)
+        """Close the idle (and parked) connections now (the pool refills to min_size).
 
-    def _claim_parked(self) -> list[_ConnectionRecord]:
-        """Claim every parked connection, to close it (under the lock)."""
-        claimed = []
-        while (record := self._steal_parked()) is not None:
-            claimed.append(record)
-        return claimed
+        Return how many it closed.
+        """
+        with self._lock:
+            doomed = self._claim_idle_and_parked()
+        for record in doomed:
+            self._discard(record)
+        return len(doomed)
 
     def recycle(self) -> int:
-        """Replace every connection: idle ones now, borrowed ones when they come back.
+        """Replace every connection: idle and parked ones now, the others when they come back.
 
-        Return how many connections it concerns. Useful after a change on the server
-        (a failover, new settings for new sessions) that existing sessions do not see.
+        Return how many open connections it concerns, each once. Useful after a change on
+        the server (a failover, new settings for new sessions) that existing sessions do not
+        see. A connection in a thread's hands at this moment (being checked or reset) is
+        never lent again, nor is one whose connect began before it.
         """
         now = self._clock()
         with self._lock:
-            # Expired: the return path closes them, with no new check on the fast path.
-            for record in self._borrowed.values():
+            self._recycled_at = now
+            # Expired, whatever their state: whoever has one closes it instead of lending it
+            # or putting it back, with no new check on the fast paths.
+            for record in self._records.values():
                 record.expires_at = min(record.expires_at, now)
-            borrowed = len(self._borrowed)
-        return borrowed + self.close_idle()
+            count = len(self._records)
+            doomed = self._claim_idle_and_parked()
+        for record in doomed:
+            self._discard(record)
+        return count
 
     def _detach_in_child(self) -> None:
         """Make the inherited connections harmless in a forked child, and this pool unusable."""
@@ -1227,10 +1371,11 @@ class ConnectionPool:
         self._log = PoolLog(self._label)
         self._closed = True
         self._parked = {}  # never taken back here: the parent's
-        # Every one: idle, borrowed, and those in a thread's hands at the fork (being
-        # opened, checked or reset), which that thread's objects may still reference.
-        for conn in list(self._conns.values()):
-            self._driver.detach(conn)
+        # Every one, whatever its state: idle, lent, parked, and those in a thread's hands at
+        # the fork (being placed, checked or reset), which that thread's objects may still
+        # reference.
+        for record in list(self._records.values()):
+            self._driver.detach(record.conn)
 
     @property
     def closed(self) -> bool:
@@ -1245,15 +1390,15 @@ class ConnectionPool:
 
     def size(self) -> int:
         """Return the number of connections open or being opened."""
-        return self._nconns + self._requested
+        return len(self._records) + self._requested
 
     def available(self) -> int:
         """Return the number of idle connections, parked ones included."""
         return len(self._idle) + len(self._parked)
 
     def in_use(self) -> int:
-        """Return the number of open connections that are not idle."""
-        return self._nconns - len(self._idle) - len(self._parked)
+        """Return the number of open connections that are not idle (nor parked)."""
+        return len(self._records) - len(self._idle) - len(self._parked)
 
     def waiting(self) -> int:
         """Return the number of borrowers waiting for a connection."""
@@ -1328,11 +1473,9 @@ class ConnectionPool:
         a low share means borrowers hold connections while doing something else.
         """
         held = busy = 0
-        for key, record in self._borrowed.items():
-            if key in self._parked:
-                continue  # given back at a request's end, not held
+        for record in _lent_now(self._lent):
             held += 1
-            busy += self._driver.status(record.conn) == _ACTIVE
+            busy += self._driver.status(record.conn) == _TX_ACTIVE
         self._counts[PoolStats.HELD_SEEN] += held
         self._counts[PoolStats.BUSY_SEEN] += busy
 

@@ -6,15 +6,18 @@ alias at a request's start and end; these tests call it to end a request.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 
 import pytest
-from django.db import OperationalError
+from django.core.signals import request_finished, request_started
+from django.db import OperationalError, connections
 from django.db.backends.signals import connection_created
 
-from django_pool import borrows
+from django_pool import borrows, registry
 from django_pool.errors import PoolTimeout
+from tests.fakes import wait_until
 from tests.test_backend import backend_pid
 
 
@@ -118,7 +121,7 @@ def test_a_waiting_borrower_gets_the_connection_at_request_end(pooled):
     end_request(owner)
     waiter.join(5)
     assert got == [held]
-    assert owner._parked is None  # handed over, not parked: the next request borrows anew
+    assert owner._ticket is None  # handed over, not parked: the next request borrows anew
 
 
 def test_given_back_clean_the_next_borrow_skips_connect(pooled, created, monkeypatch):
@@ -190,7 +193,7 @@ def test_an_atomic_block_open_at_request_end_is_not_parked(pooled):
     wrapper.set_autocommit(False)  # as atomic() does; Django closes such a connection
     backend_pid(wrapper)
     end_request(wrapper)
-    assert wrapper._parked is None
+    assert wrapper._ticket is None
     assert wrapper.connection is None
     assert wrapper.pool.in_use() == 0
 
@@ -204,6 +207,20 @@ def test_a_parked_connection_due_a_check_is_checked(pooled, server):
 
     assert backend_pid(wrapper) != first  # not taken back: pinged, found dead, replaced
     assert wrapper.pool.stats()["connections_lost"] == 1
+    wrapper.close()
+
+
+def test_with_check_always_a_parked_connection_is_pinged_and_taken_back(pooled, created):
+    wrapper = serving(pooled(min_size=0, max_size=1, check="always"))  # CONN_HEALTH_CHECKS
+    first = backend_pid(wrapper)
+    end_request(wrapper)
+    created.clear()
+    borrows = wrapper.pool.stats()["requests_num"]
+
+    assert backend_pid(wrapper) == first
+    assert created == []  # taken back, not borrowed anew through connect()
+    end_request(wrapper)
+    assert wrapper.pool.stats()["requests_num"] == borrows + 1
     wrapper.close()
 
 
@@ -238,7 +255,7 @@ def test_a_thread_that_parked_then_ended_leaves_its_connection_to_others(pooled)
         mine = serving(wrapper.copy())
         pids.append(backend_pid(mine))
         end_request(mine)
-        pids.append(mine._parked is not None)
+        pids.append(mine._ticket is not None)
 
     thread = threading.Thread(target=two_requests)
     thread.start()
@@ -257,7 +274,7 @@ def test_a_thread_made_for_one_request_gives_its_connection_back(pooled):
         mine = wrapper.copy()
         backend_pid(mine)
         end_request(mine)
-        parked.append(mine._parked)
+        parked.append(mine._ticket)
 
     thread = threading.Thread(target=one_request)
     thread.start()
@@ -312,7 +329,7 @@ def test_while_the_toolbar_records_a_parked_connection_is_borrowed_anew(pooled):
     finally:
         borrows.stop(token)
     assert [borrow.alias for borrow in recorder.borrows] == [wrapper.alias]
-    assert wrapper._parked is None
+    assert wrapper._ticket is None
     assert wrapper.pool.in_use() == 0
 
 
@@ -321,7 +338,7 @@ def test_park_false_gives_the_connection_back_at_every_request_end(pooled, creat
     created.clear()
     backend_pid(wrapper)
     end_request(wrapper)
-    assert wrapper._parked is None
+    assert wrapper._ticket is None
     backend_pid(wrapper)
     assert created == [wrapper, wrapper]
     assert wrapper.pool.snapshot()["config"]["park"] is False
@@ -335,7 +352,94 @@ def test_a_wrapper_shared_since_it_parked_borrows_as_a_shared_one(pooled):
     wrapper.inc_thread_sharing()  # as LiveServerTestCase does
     try:
         assert backend_pid(wrapper) == first
-        assert wrapper.pool._borrowed[id(wrapper.connection)].shared is True
+        assert wrapper.pool._lent[id(wrapper.connection)].shared is True
     finally:
         wrapper.close()
         wrapper.dec_thread_sharing()
+
+
+class ServerThread:
+    """A thread that serves requests one after another, as a gunicorn gthread worker's does.
+
+    Each request runs between Django's ``request_started`` and ``request_finished`` signals,
+    whose ``close_old_connections()`` parks the thread's connection at the request's end.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            view, done = job
+            request_started.send(sender=ServerThread)
+            try:
+                done.put((True, view(connections["default"])))
+            except Exception as error:  # noqa: BLE001 - raised in the test's thread
+                done.put((False, error))
+            finally:
+                request_finished.send(sender=ServerThread)
+
+    def request(self, view):
+        """Serve one request running ``view(connection)``; return what it returns."""
+        done: queue.Queue = queue.Queue()
+        self._jobs.put((view, done))
+        ok, value = done.get(timeout=30)
+        if not ok:
+            raise value
+        return value
+
+    def exit(self) -> None:
+        self._jobs.put(None)
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def one_connection(transactional_db):
+    """Give the default alias a pool of one connection for the test, maintenance every 0.5 s."""
+    wrapper = connections["default"]
+    wrapper.close()
+    registry.close_pool("default")
+    options = wrapper.settings_dict["OPTIONS"]
+    saved = options["pool"]
+    # Set back here, not by monkeypatch: its undo comes after pytest-django's flush.
+    options["pool"] = {**saved, "min_size": 0, "max_size": 1, "max_idle": 1.0}
+    try:
+        yield
+    finally:
+        wrapper.close()
+        registry.close_pool("default")
+        options["pool"] = saved
+
+
+def test_a_thread_never_takes_back_a_connection_another_thread_parked_since(one_connection, rounds):
+    a, b = ServerThread("A"), ServerThread("B")
+    try:
+        baseline = a.request(lambda conn: fetch(conn, "SHOW DateStyle"))  # A's first request
+        parked = a.request(lambda conn: fetch(conn, "SELECT pg_backend_pid()"))  # parks X
+        # B finds nothing idle and takes X; B's next request changes X's DateStyle and parks it.
+        assert b.request(lambda conn: fetch(conn, "SELECT pg_backend_pid()")) == parked
+
+        def set_datestyle(conn):
+            with conn.cursor() as cursor:
+                cursor.execute("SET DateStyle TO 'SQL, DMY'")
+            return fetch(conn, "SELECT pg_backend_pid()")
+
+        assert b.request(set_datestyle) == parked
+
+        def after_b_exits(conn):
+            seen = fetch(conn, "SHOW DateStyle")
+            b.exit()
+            done = rounds["default"]
+            assert wait_until(lambda: rounds["default"] >= done + 2, timeout=10)
+            return seen, fetch(conn, "SELECT 1")  # never closed under A by B's exit
+
+        # A's next request: not B's session, and its connection stays A's while B exits.
+        assert a.request(after_b_exits) == (baseline, 1)
+        assert a.request(lambda conn: fetch(conn, "SHOW DateStyle")) == baseline
+    finally:
+        a.exit()
+        if b.thread.is_alive():
+            b.exit()

@@ -1049,17 +1049,18 @@ def test_idle_pool_shrinks_in_the_background(make_pool):
     assert pool.available() == 1
 
 
-# Parking: kept at a request's end for the same thread's next request, or for anyone in need
+# Parking: kept at a request's end for the same wrapper's next request, or for anyone in need
 
 
-def test_a_parked_connection_is_taken_back_by_its_thread(make_pool):
+def test_a_parked_connection_is_taken_back_with_its_ticket(make_pool):
     pool = make_pool(max_size=2)
     conn = pool.getconn()  # queued: min_size is 0
-    assert pool.park(conn, request_borrows=3) is True
+    ticket = pool.park(conn, request_borrows=3)
+    assert ticket is not None
     assert (pool.in_use(), pool.available()) == (0, 1)
-    assert pool.take_back(conn) is True
+    assert pool.take_back(ticket) is conn
     assert pool.in_use() == 1
-    assert pool.take_back(conn) is False  # taken once only
+    assert pool.take_back(ticket) is None  # taken once only
     pool.putconn(conn)
     stats = pool.stats()
     assert (stats["requests_num"], stats["requests_queued"]) == (2, 1)
@@ -1070,54 +1071,120 @@ def test_borrowers_take_a_parked_connection_last_and_reset(make_pool):
     pool = make_pool(max_size=2)
     parked, other = pool.getconn(), pool.getconn()
     parked.set("DateStyle", "German")  # its thread's own business while parked
-    assert pool.park(parked)
+    ticket = pool.park(parked)
     pool.putconn(other)
     assert pool.getconn() is other
     assert pool.getconn() is parked  # none idle: taken from the parking, with no wait
     assert parked.session == DEFAULT_SESSION  # reset as on any return
-    assert pool.take_back(parked) is False  # never lent twice
+    assert pool.take_back(ticket) is None  # never lent twice
     assert pool.stats()["requests_queued"] == 2  # the two first borrows only
 
 
-def test_a_parked_connection_expired_or_due_a_check_is_not_taken_back(make_pool):
-    expiring = make_pool(max_lifetime=0.05)
-    conn = expiring.getconn()
-    expiring.park(conn)
-    time.sleep(0.1)
-    assert expiring.take_back(conn) is False
+def test_a_ticket_takes_back_nothing_once_another_borrower_parked_the_connection(make_pool):
+    pool = make_pool(max_size=1)
+    conn = pool.getconn()
+    mine = pool.park(conn)
+    theirs = []
+
+    def other_thread_two_requests():
+        assert pool.getconn(timeout=1) is conn  # none idle: taken from the parking
+        pool.putconn(conn)
+        assert pool.getconn(timeout=1) is conn
+        conn.set("DateStyle", "SQL, DMY")
+        theirs.append(pool.park(conn))
+
+    other = start(other_thread_two_requests)
+    other.join(5)
+    assert theirs and theirs[0] is not None
+    assert pool.take_back(mine) is None  # parked again, but by the other thread
+    assert pool.getconn() is conn  # borrowed anew: from the other thread's parking, reset
+    assert conn.session == DEFAULT_SESSION
+    assert pool.take_back(theirs[0]) is None
+    pool._maintain()  # the other thread has ended: nothing of its own is left to reclaim
+    assert not conn.closed
+    assert pool.stats()["connections_reclaimed"] == 0
+    pool.putconn(conn)
+
+
+def test_a_ticket_is_good_for_its_own_pool_only(make_pool):
+    first, second = make_pool(max_size=1), make_pool(max_size=1)
+    ticket = first.park(first.getconn())
+    theirs = second.park(second.getconn())
+    assert ticket != theirs
+    assert second.take_back(ticket) is None
+    assert second.available() == 1
+
+
+def test_a_failed_take_back_counts_no_hold(make_pool, clock):
+    pool = make_pool(max_size=1, max_lifetime=1.0)
+    conn = pool.getconn()
+    clock.advance(0.01)
+    ticket = pool.park(conn)
+    clock.advance(1.5)  # parked past its lifetime
+    assert pool.take_back(ticket) is None
     assert conn.closed
-    checked = make_pool(check=0.01)
-    conn = checked.getconn()
-    checked.park(conn)
-    time.sleep(0.05)
-    assert checked.take_back(conn) is False
-    assert checked.getconn() is conn and conn.pings == 1  # checked, as it was due
+    holds = pool.snapshot()["hold_ms"]
+    assert holds["count"] == 1  # the borrow before parking, held 10 ms; the parked time is no hold
+    assert pool.stats()["usage_ms"] == 10
+
+
+def test_a_take_back_is_checked_as_a_borrow_would_be(make_pool, clock):
+    pool = make_pool(max_size=1, check=5.0)
+    conn = pool.getconn()
+    ticket = pool.park(conn)
+    clock.advance(6)  # idle past check: pinged first
+    assert pool.take_back(ticket) is conn and conn.pings == 1
+    ticket = pool.park(conn)
+    clock.advance(6)
+    conn.fail_ping = True
+    assert pool.take_back(ticket) is None
+    assert conn.closed and pool.stats()["connections_lost"] == 1
+
+
+def test_with_check_always_a_take_back_pings(make_pool):
+    pool = make_pool(max_size=1, check="always")  # what CONN_HEALTH_CHECKS gives
+    conn = pool.getconn()
+    assert pool.take_back(pool.park(conn)) is conn
+    assert conn.pings == 2  # its borrow's, then its take-back's
+    pool.putconn(conn)
+
+
+def test_a_take_back_counts_in_the_peak_in_use(make_pool, clock):
+    pool = make_pool(max_size=2, check="never")
+    conn = pool.getconn()
+    ticket = pool.park(conn)
+    clock.advance(10)
+    pool.snapshot()  # closes the slot: the next one starts with nothing in use
+    assert pool.take_back(ticket) is conn
+    pool.park(conn)
+    clock.advance(10)
+    assert pool.snapshot()["history"]["points"][-1]["in_use"] == 1
 
 
 def test_a_connection_is_parked_only_in_no_transaction_and_when_nobody_waits(make_pool):
     pool = make_pool(max_size=1, timeout=5.0)
     conn = pool.getconn()
     conn.status = TxStatus.INTRANS
-    assert pool.park(conn) is False and conn.rollbacks == 1
+    assert pool.park(conn) is None and conn.rollbacks == 1
     conn = pool.getconn()
     results = []
     waiter = borrow_in_thread(pool, results)
     assert wait_until(lambda: pool.waiting() == 1)
-    assert pool.park(conn) is False  # handed over at once
+    assert pool.park(conn) is None  # handed over at once
     waiter.join(5)
     assert results == [conn]
 
 
-def test_a_waiter_takes_a_connection_parked_after_it_queued(make_pool):
-    pool = make_pool(max_size=1, timeout=5.0)
+def test_unpark_gives_a_parked_connection_back_reset(make_pool):
+    pool = make_pool(max_size=1)
     conn = pool.getconn()
-    results = []
-    waiter = borrow_in_thread(pool, results)
-    assert wait_until(lambda: pool.waiting() == 1)
-    # What park() does when it looked at the queue just before the waiter joined it.
-    pool._parked[id(conn)] = pool._borrowed[id(conn)]
-    waiter.join(5)
-    assert results == [conn]  # found at one of its looks, a few milliseconds later
+    conn.set("DateStyle", "German")
+    ticket = pool.park(conn)
+    pool.unpark(ticket)
+    assert conn.session == DEFAULT_SESSION
+    assert pool.take_back(ticket) is None
+    pool.unpark(ticket)  # nothing there any more: nothing done
+    assert (pool.in_use(), pool.available()) == (0, 1)
 
 
 def test_parked_connections_of_exited_threads_go_back_reset(make_pool):
@@ -1138,9 +1205,19 @@ def test_parked_connections_of_exited_threads_go_back_reset(make_pool):
 def test_a_connection_parked_past_max_idle_is_closed(make_pool):
     pool = make_pool(min_size=0, max_size=2, max_idle=0.05)
     conn = pool.getconn()
-    pool.park(conn)
+    ticket = pool.park(conn)
     assert wait_until(lambda: conn.closed, timeout=3)
-    assert pool.take_back(conn) is False
+    assert pool.take_back(ticket) is None
+    assert pool.size() == 0
+
+
+@pytest.mark.timing
+def test_a_connection_parked_past_its_lifetime_is_closed_by_the_next_round(make_pool):
+    pool = make_pool(max_size=2, max_lifetime=0.2)  # max_idle stays 600 s
+    conn = pool.getconn()
+    ticket = pool.park(conn)
+    assert wait_until(lambda: conn.closed, timeout=3)
+    assert pool.take_back(ticket) is None
     assert pool.size() == 0
 
 
@@ -1150,20 +1227,20 @@ def test_closing_the_pool_closes_parked_connections(make_pool):
     pool.park(conn)
     assert pool.close_idle() == 1 and conn.closed
     conn = pool.getconn()
-    pool.park(conn)
+    ticket = pool.park(conn)
     pool.close()
     assert conn.closed
-    assert pool.take_back(conn) is False
+    assert pool.take_back(ticket) is None
 
 
 def test_a_parked_connection_is_neither_leaked_nor_held(make_pool, rounds):
     pool = make_pool(max_size=1, leak_timeout=0.05)
     conn = pool.getconn()
-    pool.park(conn)
+    ticket = pool.park(conn)
     seen = rounds[pool.name]
     assert wait_until(lambda: rounds[pool.name] >= seen + 3, timeout=3)
     assert pool.stats()["connections_leaked"] == 0
-    assert pool.take_back(conn) is True
+    assert pool.take_back(ticket) is conn
     assert wait_until(lambda: pool.stats()["connections_leaked"] == 1, timeout=3)
     pool.putconn(conn)
 
@@ -1911,3 +1988,41 @@ def test_recycle_replaces_idle_now_and_borrowed_on_return(make_pool):
     assert fresh not in (first, second)
     pool.putconn(fresh)
     assert not fresh.closed  # connections made after the recycle live on
+
+
+def test_recycle_counts_each_connection_once(make_pool):
+    pool = make_pool(max_size=3)
+    idle, parked, lent = pool.getconn(), pool.getconn(), pool.getconn()
+    pool.putconn(idle)
+    ticket = pool.park(parked)
+    assert pool.recycle() == 3
+    assert idle.closed and parked.closed and not lent.closed
+    assert pool.take_back(ticket) is None
+    pool.putconn(lent)
+    assert lent.closed and pool.size() == 0
+
+
+@pytest.mark.parametrize("during", ["reset", "check"])
+def test_a_connection_in_hand_while_the_pool_is_recycled_is_never_lent_again(make_pool, during):
+    pool = make_pool(max_size=1, check="always")
+    conn = pool.getconn()
+    if during == "reset":
+        conn.set("DateStyle", "German")  # its return sets it back: a round trip
+        conn.meanwhile = pool.recycle
+        pool.putconn(conn)
+    else:
+        pool.putconn(conn)
+        conn.meanwhile = pool.recycle  # the next borrow's check: a round trip
+
+    fresh = pool.getconn()
+    assert fresh is not conn and conn.closed
+    pool.putconn(fresh)
+
+
+def test_a_connection_whose_connect_began_before_a_recycle_is_replaced(make_pool, connect):
+    pool = make_pool(max_size=1)
+    connect.meanwhile = pool.recycle  # during the first connect
+    conn = pool.getconn(timeout=5)
+    assert conn.number == 2
+    assert connect.connections[0].closed
+    pool.putconn(conn)

@@ -113,9 +113,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self._holds = 0  # open hold() blocks
         self._request_borrows = 0  # borrows since the last request boundary, for the stats
         self._pool: ConnectionPool | None = None  # the pool last resolved, while it serves
-        # The connection parked at the last request's end, for the next request to take back
-        # without Django's close() and connect() (see _park()).
-        self._parked = None
+        # The pool's ticket for the connection parked at the last request's end, for the next
+        # request to take it back without Django's close() and connect() (see _park()).
+        self._ticket: int | None = None
         # Given back clean at a request's end without parking (borrowers waited): the next
         # borrow skips connect(), which would set what is already so.
         self._gave_back = False
@@ -296,8 +296,25 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         """Take back a parked connection, borrow again after a release, else connect."""
         if self.connection is not None:
             return
-        if self._parked is not None and self._take_back():
-            return
+        ticket = self._ticket
+        if ticket is not None:
+            # Taking back the connection parked at the last request's end: inlined, as it is
+            # what most requests' first query does.
+            self._ticket = None
+            if _recording() is None and not self._thread_sharing_count:
+                pool = self._pool  # the pool that parked it; closed or inherited, it says no
+                connection = pool.take_back(ticket)
+                if connection is not None:
+                    # What connect() sets, where parking did not leave it so: no transaction.
+                    self.connection = connection
+                    self._borrowed_from = pool
+                    self._request_borrows += 1
+                    self.health_check_done = True  # the pool checks one before lending it
+                    return
+            else:
+                # The toolbar records a borrow from the pool; a wrapper shared since it parked
+                # borrows as one (get_new_connection() tells the pool, so it is never reclaimed).
+                self._pool.unpark(ticket)
         if self._released or self._gave_back:
             with self.wrap_database_errors:
                 self._borrow_again()
@@ -380,7 +397,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def close(self) -> None:
         """Close (give back) the connection; the next query connects afresh."""
         self._released = self._gave_back = False
-        if self._parked is not None:
+        if self._ticket is not None:
             self._unpark()
         super().close()
 
@@ -398,10 +415,11 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
                 pool.note_request(borrows)
         super().close_if_unusable_or_obsolete()
 
-    # Parking: at a request's end a clean connection stays with the wrapper, parked in the pool,
-    # and the thread's next request takes it straight back, with no close() and connect()
-    # (HikariCP's ConcurrentBag does the like with a thread-local list). A borrower that finds
-    # no connection idle takes a parked one, reset as on any return.
+    # Parking: at a request's end a clean connection is parked in the pool and the wrapper keeps
+    # its ticket; the thread's next request takes it straight back, with no close() and
+    # connect() (HikariCP's ConcurrentBag does the like with a thread-local list). A borrower
+    # that finds no connection idle takes a parked one, reset as on any return, and the ticket
+    # then finds nothing: the wrapper borrows anew.
 
     def _park(self, request_borrows: int) -> bool:
         """Park or give back the connection at a request's end; False if Django must close it."""
@@ -421,39 +439,18 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             return False
         connection, self.connection = self.connection, None
         self._borrowed_from = None
-        self.run_on_commit = []
+        if self.run_on_commit:  # what connect() would empty; outside atomic(), empty already
+            self.run_on_commit = []
         # No wrap_database_errors: park() and putconn() raise no driver error (a failed reset
         # closes the connection).
-        if pool.park(connection, request_borrows):
-            self._parked = connection
-        else:
-            self._gave_back = True
-        return True
-
-    def _take_back(self) -> bool:
-        """Take back the connection parked at the last request's end, if the pool still has it."""
-        if _recording() is not None or self._thread_sharing_count:
-            # The toolbar records a borrow from the pool; a wrapper shared since it parked
-            # borrows as one (get_new_connection() tells the pool, so it is never reclaimed).
-            self._unpark()
-            return False
-        connection, self._parked = self._parked, None
-        pool = self._pool  # the pool that parked it: if it closed, or is inherited, it says no
-        if not pool.take_back(connection):
-            return False
-        # What connect() sets, where parking did not leave it so: no transaction, no hooks.
-        self.connection = connection
-        self._borrowed_from = pool
-        self._request_borrows += 1
-        self.health_check_done = True  # the pool checks a connection before lending it
+        self._ticket = pool.park(connection, request_borrows)
+        self._gave_back = self._ticket is None
         return True
 
     def _unpark(self) -> None:
         """Give the parked connection back for good (if no other borrower took it meanwhile)."""
-        connection, self._parked = self._parked, None
-        if self._pool.take_back(connection):
-            with self.wrap_database_errors:
-                self._pool.putconn(connection)
+        ticket, self._ticket = self._ticket, None
+        self._pool.unpark(ticket)
 
 
 def _abandon_borrowed_after_fork() -> None:
@@ -463,7 +460,7 @@ def _abandon_borrowed_after_fork() -> None:
     for wrapper in connections.all(initialized_only=True):
         if not isinstance(wrapper, DatabaseWrapper):
             continue
-        wrapper._parked = None
+        wrapper._ticket = None
         wrapper._gave_back = False
         if wrapper._borrowed_from is not None:
             wrapper._borrowed_from = wrapper._borrow = None
