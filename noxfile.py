@@ -42,12 +42,14 @@ def interpreter(version: str) -> str:
 # - a browser test runs in one leg: the dashboard's on 5.2 (the LTS most sites run), the
 #   toolbar panel's on 6.1 (with the newest toolbar, whose shadow DOM it checks);
 # - the pool core's tests on a fake driver (test_pool.py) depend on Python, not Django: 3.11
-#   (5.2) and 3.13 (6.0) run them;
+#   (5.2) and 3.13 (6.0) run them; its model-based test (test_pool_model.py, about 20 s) runs
+#   once, on 5.2;
 # - the server fault tests (test_faults.py) run on 5.2 and 6.1, under both drivers on 5.2;
 # - the demo site's tests run on 5.2 and 6.1, its traffic simulator's on 5.2.
 DASHBOARD_BROWSER = "--ignore=tests/test_dashboard_browser.py"
 PANEL_BROWSER = "--ignore=tests/panels/test_pool_browser.py"
 CORE = "--ignore=tests/test_pool.py"
+MODEL = "--ignore=tests/test_pool_model.py"
 FAULTS = "--ignore=tests/test_faults.py"
 DEMO = "--ignore=tests/test_demo.py"
 SIMULATOR = "--ignore=tests/test_simulate_traffic.py"
@@ -62,6 +64,7 @@ NO_DRIVER = (
         f"--ignore=tests/{name}.py"
         for name in (
             "test_pool",
+            "test_pool_model",
             "test_stats",
             "test_health",
             "test_options",
@@ -117,7 +120,7 @@ def django_6_1(session: nox.Session) -> None:
     """Django 6.1 on Python 3.12: psycopg 3, then the driver-core tests under psycopg2."""
     session.install("-e", ".[test]", "Django~=6.1.0")
     check_django(session, "python", "6.1")
-    run_pytest(session, "python", DASHBOARD_BROWSER, CORE, SIMULATOR)
+    run_pytest(session, "python", DASHBOARD_BROWSER, CORE, MODEL, SIMULATOR)
     run_pytest(session, "python", "-p", "tests.psycopg2_only", *PSYCOPG2_CORE)
 
 
@@ -126,7 +129,9 @@ def django_6_0(session: nox.Session) -> None:
     """Django 6.0 on Python 3.13, under psycopg 3."""
     session.install("-e", ".[test]", "Django~=6.0.0")
     check_django(session, "python", "6.0")
-    run_pytest(session, "python", DASHBOARD_BROWSER, PANEL_BROWSER, FAULTS, DEMO, SIMULATOR)
+    run_pytest(
+        session, "python", DASHBOARD_BROWSER, PANEL_BROWSER, MODEL, FAULTS, DEMO, SIMULATOR
+    )
 
 
 @nox.session(name="toolbar-6.0", python=False)

@@ -12,6 +12,7 @@ from collections import Counter
 import psycopg2
 import pytest
 from django.db import connections
+from hypothesis import HealthCheck, settings
 
 from demo_project import devdb
 from django_pool import registry
@@ -19,6 +20,25 @@ from django_pool.backends.postgresql.base import DatabaseWrapper
 from django_pool.pool import ConnectionPool
 
 _aliases = itertools.count()
+
+# The model-based tests (tests/test_pool_model.py): bounded and the same every run in
+# make test; --hypothesis-profile=long explores anew, for as long as a developer waits.
+settings.register_profile(
+    "django_pool",
+    max_examples=1000,
+    stateful_step_count=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long",
+    max_examples=5000,
+    stateful_step_count=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("django_pool")
 
 
 def raw_connection(settings_dict: dict):
