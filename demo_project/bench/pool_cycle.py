@@ -7,7 +7,8 @@ instructions does not:
         .venv/bin/python -m demo_project.bench.pool_cycle 1000 psycopg2
     (the same with 21000; instructions per cycle = (total at 21000 - total at 1000) / 20000)
 
-The second argument is the driver, ``psycopg2`` or ``psycopg3``.
+The second argument is the driver, ``psycopg2`` or ``psycopg3``; a third, ``park``, runs
+``park(); take_back()`` instead, a request's end and the next one's first query when parked.
 """
 
 from __future__ import annotations
@@ -24,9 +25,20 @@ def main() -> None:
     connect = micro.connectors(connect_params(database_settings(micro.DB_NAME)))[driver]
     pool = micro.our_pool(micro.OURS, connect, micro.DRIVER_CLASSES[driver])
     try:
-        micro.borrow_loop(pool.getconn, pool.putconn)(count)
+        if sys.argv[3:] == ["park"]:
+            park_loop(pool, count)
+        else:
+            micro.borrow_loop(pool.getconn, pool.putconn)(count)
     finally:
         pool.close()
+
+
+def park_loop(pool, count: int) -> None:
+    """Park a connection and take it back ``count`` times."""
+    conn = pool.getconn()
+    for _ in range(count):
+        conn = pool.take_back(pool.park(conn))
+    pool.putconn(conn)
 
 
 if __name__ == "__main__":
