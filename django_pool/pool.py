@@ -422,7 +422,7 @@ class ConnectionPool:
             # While borrowers wait, the slow path says who may take it (_may_take_top()).
             record = idle.pop() if idle and not self._waiting else None
             if record is not None:
-                if (
+                if (  # _is_usable(), inlined: not expired, not due its check
                     now < record.expires_at
                     and now - record.returned_at < self._check_after
                     and record.checked_at > self._suspect_before
@@ -871,7 +871,7 @@ class ConnectionPool:
             return None
         clock = self._clock  # read, then called: see getconn()
         now = clock()
-        if (
+        if (  # _is_usable(), inlined, as in getconn()
             now < record.expires_at
             and now - record.returned_at < self._check_after
             and record.checked_at > self._suspect_before

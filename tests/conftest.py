@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg2
 import pytest
@@ -169,9 +171,9 @@ def pooled(transactional_db):
         registry.close_pool(alias)
 
 
-@pytest.fixture
-def per_transaction(transactional_db):
-    """Give the default alias a pool of 2 in release="transaction" mode for the test."""
+@contextmanager
+def default_pool(**pool_options) -> Iterator[DatabaseWrapper]:
+    """Give the default alias a fresh pool with these options changed, then the usual one."""
     wrapper = connections["default"]
     wrapper.close()
     registry.close_pool("default")
@@ -179,13 +181,20 @@ def per_transaction(transactional_db):
     saved = options["pool"]
     # Set back here, not by monkeypatch: its undo comes after pytest-django's flush, which
     # would make the next test's pool with these options.
-    options["pool"] = {**saved, "release": "transaction", "max_size": 2, "min_size": 0}
+    options["pool"] = {**saved, **pool_options}
     try:
         yield wrapper
     finally:
         wrapper.close()
         registry.close_pool("default")
         options["pool"] = saved
+
+
+@pytest.fixture
+def per_transaction(transactional_db):
+    """Give the default alias a pool of 2 in release="transaction" mode for the test."""
+    with default_pool(release="transaction", max_size=2, min_size=0) as wrapper:
+        yield wrapper
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from django.core.signals import request_finished, request_started
 from django.db import OperationalError, connections
 from django.db.backends.signals import connection_created
 
-from django_pool import borrows, registry
+from django_pool import borrows
 from django_pool.errors import PoolTimeout
+from tests.conftest import default_pool
 from tests.fakes import wait_until
 from tests.test_backend import backend_pid
 
@@ -399,19 +400,8 @@ class ServerThread:
 @pytest.fixture
 def one_connection(transactional_db):
     """Give the default alias a pool of one connection for the test, maintenance every 0.5 s."""
-    wrapper = connections["default"]
-    wrapper.close()
-    registry.close_pool("default")
-    options = wrapper.settings_dict["OPTIONS"]
-    saved = options["pool"]
-    # Set back here, not by monkeypatch: its undo comes after pytest-django's flush.
-    options["pool"] = {**saved, "min_size": 0, "max_size": 1, "max_idle": 1.0}
-    try:
+    with default_pool(min_size=0, max_size=1, max_idle=1.0):
         yield
-    finally:
-        wrapper.close()
-        registry.close_pool("default")
-        options["pool"] = saved
 
 
 def test_a_thread_never_takes_back_a_connection_another_thread_parked_since(one_connection, rounds):
