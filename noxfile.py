@@ -129,9 +129,7 @@ def django_6_0(session: nox.Session) -> None:
     """Django 6.0 on Python 3.13, under psycopg 3."""
     session.install("-e", ".[test]", "Django~=6.0.0")
     check_django(session, "python", "6.0")
-    run_pytest(
-        session, "python", DASHBOARD_BROWSER, PANEL_BROWSER, MODEL, FAULTS, DEMO, SIMULATOR
-    )
+    run_pytest(session, "python", DASHBOARD_BROWSER, PANEL_BROWSER, MODEL, FAULTS, DEMO, SIMULATOR)
 
 
 @nox.session(name="toolbar-6.0", python=False)
