@@ -298,10 +298,14 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             return
         ticket = self._ticket
         if ticket is not None:
-            # Taking back the connection parked at the last request's end: inlined, as it is
-            # what most requests' first query does.
-            self._ticket = None
-            if _recording() is None and not self._thread_sharing_count:
+            if _recording() is not None or self._thread_sharing_count:
+                # The toolbar records a borrow from the pool; a wrapper shared since it parked
+                # borrows as one (get_new_connection() tells the pool, so it is never reclaimed).
+                self._unpark()
+            else:
+                # Taking back the connection parked at the last request's end: inlined, as it
+                # is what most requests' first query does.
+                self._ticket = None
                 pool = self._pool  # the pool that parked it; closed or inherited, it says no
                 connection = pool.take_back(ticket)
                 if connection is not None:
@@ -311,10 +315,6 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
                     self._request_borrows += 1
                     self.health_check_done = True  # the pool checks one before lending it
                     return
-            else:
-                # The toolbar records a borrow from the pool; a wrapper shared since it parked
-                # borrows as one (get_new_connection() tells the pool, so it is never reclaimed).
-                self._pool.unpark(ticket)
         if self._released or self._gave_back:
             with self.wrap_database_errors:
                 self._borrow_again()
